@@ -1,0 +1,6 @@
+//! expire commands.
+
+use crate::command::CommandSpec;
+
+/// The expire commands.
+pub static COMMANDS: &[CommandSpec] = &[];

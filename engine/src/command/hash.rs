@@ -1,0 +1,6 @@
+//! hash commands.
+
+use crate::command::CommandSpec;
+
+/// The hash commands.
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,6 @@
+//! set commands.
+
+use crate::command::CommandSpec;
+
+/// The set commands.
+pub static COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,1 @@
+//! Snapshot codec (postcard, with magic, version and checksum).

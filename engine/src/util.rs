@@ -1,0 +1,191 @@
+//! Number parsing and formatting with Redis's exact rules.
+
+/// Parses an integer the way Redis's `string2ll` does: optional `-`, no `+`, no leading
+/// zeros, no spaces, within `i64`.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else if v > i64::MAX as u64 {
+        None
+    } else {
+        Some(v as i64)
+    }
+}
+
+/// Like [`parse_i64`]: a string is stored as an integer only when it is the canonical
+/// decimal form, so GET returns exactly the bytes that were SET.
+pub fn parse_canonical_i64(s: &[u8]) -> Option<i64> {
+    parse_i64(s)
+}
+
+/// Parses a double as Redis's `getDoubleFromObject` does: the whole string, no leading
+/// space, `inf`/`-inf` allowed, NaN refused.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s[0].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let v = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            if lower.contains("inf") || lower.contains("nan") {
+                return None;
+            }
+            text.parse::<f64>().ok()?
+        }
+    };
+    if v.is_nan() {
+        None
+    } else {
+        Some(v)
+    }
+}
+
+/// Formats a double as Redis 7.0 replies it (`%.17g`, integers without a fraction,
+/// `inf`/`-inf`). Used for ZSCORE, ZINCRBY, WITHSCORES and RESP3 doubles.
+pub fn fmt_double(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    fmt_g(v, 17)
+}
+
+/// C's `%.{prec}g`.
+pub fn fmt_g(v: f64, prec: usize) -> String {
+    let prec = prec.max(1);
+    let sci = format!("{:.*e}", prec - 1, v);
+    let (mant, exp) = match sci.split_once('e') {
+        Some(p) => p,
+        None => return sci,
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= prec as i32 {
+        let mant = trim_fraction(mant);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{}{:02}", mant, sign, exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        trim_fraction(&format!("{:.*}", decimals, v)).to_string()
+    }
+}
+
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// Formats the result of INCRBYFLOAT / HINCRBYFLOAT: the shortest decimal that reads
+/// back to the same double, never in exponent form (Redis prints `%.17Lf` of a long
+/// double and trims zeros, which gives the same text for every double that survives
+/// the round trip).
+pub fn fmt_incr_float(v: f64) -> String {
+    let s = format!("{}", v);
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// Resolves a Redis `start`/`stop` pair (negative counts from the end) against `len`.
+/// Returns the inclusive range, or `None` when it is empty.
+pub fn resolve_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut start = if start < 0 { len + start } else { start };
+    let mut stop = if stop < 0 { len + stop } else { stop };
+    if start < 0 {
+        start = 0;
+    }
+    if start > stop || start >= len {
+        return None;
+    }
+    if stop >= len {
+        stop = len - 1;
+    }
+    Some((start as usize, stop as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-1"), Some(-1));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1a", b"-", b"1.0"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        assert_eq!(parse_f64(b"abc"), None);
+    }
+
+    #[test]
+    fn double_format_matches_redis_7_0() {
+        assert_eq!(fmt_double(1.0), "1");
+        assert_eq!(fmt_double(1.5), "1.5");
+        assert_eq!(fmt_double(0.1), "0.10000000000000001");
+        assert_eq!(fmt_double(-2.0), "-2");
+        assert_eq!(fmt_double(1e20), "1e+20");
+        assert_eq!(fmt_double(123456789.0), "123456789");
+        assert_eq!(fmt_double(f64::INFINITY), "inf");
+        assert_eq!(fmt_double(0.0001), "0.0001");
+        assert_eq!(fmt_double(0.00001), "1.0000000000000001e-05");
+        assert_eq!(fmt_incr_float(10.5 + 0.1), "10.6");
+        assert_eq!(fmt_incr_float(3.0), "3");
+        assert_eq!(fmt_incr_float(5e20), "500000000000000000000");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(resolve_range(0, -1, 3), Some((0, 2)));
+        assert_eq!(resolve_range(-100, 100, 3), Some((0, 2)));
+        assert_eq!(resolve_range(2, 1, 3), None);
+        assert_eq!(resolve_range(5, 10, 3), None);
+        assert_eq!(resolve_range(0, 0, 0), None);
+    }
+}

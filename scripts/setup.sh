@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: installs only what is missing.
+# Used by both README commands (scripts/run.sh and scripts/test.sh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${RECACHED_TOOLS:-$HOME/.cache/recached-tools}"
+mkdir -p "$TOOLS"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# --- Rust targets -----------------------------------------------------------
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# --- Debian packages ----------------------------------------------------------
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # The Debian package starts a system redis on 6379; we never use it, and it
+  # would take the hub's default port.
+  (systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || pkill -x redis-server) >/dev/null 2>&1 || true
+fi
+
+# --- Python clients (venv) ------------------------------------------------------
+VENV="$TOOLS/venv"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating python venv"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import redis' 2>/dev/null; then
+  log "pip install redis"
+  "$VENV/bin/pip" install -q 'redis==5.2.1'
+fi
+
+# --- Node clients -----------------------------------------------------------------
+NODE_DIR="$TOOLS/node"
+mkdir -p "$NODE_DIR"
+if [ ! -f "$NODE_DIR/package.json" ] || ! cmp -s "$ROOT/scripts/node-package.json" "$NODE_DIR/package.json"; then
+  cp "$ROOT/scripts/node-package.json" "$NODE_DIR/package.json"
+  rm -f "$NODE_DIR/.installed"
+fi
+if [ ! -f "$NODE_DIR/.installed" ]; then
+  log "npm install (test clients)"
+  (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$NODE_DIR/.installed"
+fi
