@@ -189,3 +189,61 @@ mod tests {
         assert_eq!(resolve_range(0, 0, 0), None);
     }
 }
+
+/// One step of a SCAN-family cursor over an index-addressable collection of `len` items
+/// (the keyspace, a hash, a set), visiting positions from the end towards the start.
+///
+/// The cursor is the number of positions not yet visited (0 starts a scan and ends it).
+/// Collections remove with `swap_remove`, which moves the *last* item into the hole: when
+/// scanning downwards the moved item has either been visited already (hole in the visited
+/// part) or lands in the unvisited part (visited twice, which SCAN allows). Items added
+/// during a scan go to the end, which SCAN may miss. So every item present for the whole
+/// scan is returned at least once, as Redis guarantees.
+///
+/// Calls `visit(index)` for up to `count` positions and returns the next cursor.
+pub fn scan_step(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(usize)) -> u64 {
+    let mut left = if cursor == 0 { len } else { (cursor as usize).min(len) };
+    let mut steps = count.max(1);
+    while left > 0 && steps > 0 {
+        left -= 1;
+        steps -= 1;
+        visit(left);
+    }
+    left as u64
+}
+
+/// Parses a SCAN cursor: an unsigned 64-bit integer, else `ERR invalid cursor`.
+pub fn parse_cursor(arg: &[u8]) -> Option<u64> {
+    std::str::from_utf8(arg).ok()?.parse::<u64>().ok()
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::scan_step;
+
+    #[test]
+    fn survivors_are_seen_despite_swap_remove() {
+        let mut items: Vec<u32> = (0..100).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = scan_step(items.len(), cursor, 7, |i| {
+                seen.insert(items[i]);
+            });
+            // remove some items that are multiples of 5, from anywhere, with swap_remove
+            round += 1;
+            if let Some(pos) = items.iter().position(|&x| x % 5 == 0 && x as usize % 7 == round % 7) {
+                items.swap_remove(pos);
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for x in 0..100u32 {
+            if x % 5 != 0 {
+                assert!(seen.contains(&x), "missed {}", x);
+            }
+        }
+    }
+}
