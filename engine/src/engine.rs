@@ -166,6 +166,9 @@ pub struct Engine {
     events: Vec<KeyEvent>,
     offset: u64,
     pub(crate) stats: Stats,
+    /// Set while applying another engine's stream: caps still evict under the policy,
+    /// but a change is never refused (that would make the copies diverge).
+    applying: bool,
 }
 
 impl Default for Engine {
@@ -190,6 +193,7 @@ impl Engine {
             events: Vec::new(),
             offset: 0,
             stats: Stats::default(),
+            applying: false,
         }
     }
 
@@ -308,7 +312,7 @@ impl Engine {
         in_exec: bool,
     ) -> Outcome {
         self.stats.commands += 1;
-        if spec.is_denyoom() && !eviction::make_room(self, now_ms) {
+        if spec.is_denyoom() && !eviction::make_room(self, now_ms) && !self.applying {
             return Outcome::Reply(Reply::err(errors::OOM));
         }
         match spec.handler {
@@ -473,6 +477,7 @@ impl Engine {
     pub fn apply_group(&mut self, group: &ChangeGroup, now_ms: u64) -> Result<(), Reply> {
         let mut session = Session::new(u64::MAX);
         let mut first_err = None;
+        self.applying = true;
         for change in &group.changes {
             session.db = change.db as usize;
             let reply = match command::lookup(change.args.first().map(|a| a.as_ref()).unwrap_or(b"")) {
@@ -485,6 +490,7 @@ impl Engine {
                 first_err = Some(reply);
             }
         }
+        self.applying = false;
         self.commit(Some(group.offset));
         match first_err {
             Some(e) => Err(e),
