@@ -107,11 +107,15 @@ fn trim_fraction(s: &str) -> &str {
 }
 
 /// Formats the result of INCRBYFLOAT / HINCRBYFLOAT: the shortest decimal that reads
-/// back to the same double, never in exponent form (Redis prints `%.17Lf` of a long
-/// double and trims zeros, which gives the same text for every double that survives
-/// the round trip).
+/// back to the same double, never in exponent form, cut to 17 decimals. Redis prints
+/// `%.17Lf` of a long double and trims zeros, which gives the same text for every double
+/// that survives the round trip; the cut reproduces its rounding of tiny values
+/// (`1e-20` prints `0`).
 pub fn fmt_incr_float(v: f64) -> String {
-    let s = format!("{}", v);
+    let mut s = format!("{}", v);
+    if s.find('.').is_some_and(|dot| s.len() - dot - 1 > 17) {
+        s = trim_fraction(&format!("{:.17}", v)).to_string();
+    }
     if s == "-0" {
         "0".into()
     } else {
@@ -178,6 +182,9 @@ mod tests {
         assert_eq!(fmt_incr_float(10.5 + 0.1), "10.6");
         assert_eq!(fmt_incr_float(3.0), "3");
         assert_eq!(fmt_incr_float(5e20), "500000000000000000000");
+        assert_eq!(fmt_incr_float(1e-20), "0");
+        assert_eq!(fmt_incr_float(-1e-18), "0");
+        assert_eq!(fmt_incr_float(1.2345678901234568e-5), "0.00001234567890123");
     }
 
     #[test]
@@ -212,9 +219,23 @@ pub fn scan_step(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(us
     left as u64
 }
 
-/// Parses a SCAN cursor: an unsigned 64-bit integer, else `ERR invalid cursor`.
+/// Parses a SCAN cursor as Redis's `strtoul` does: an unsigned 64-bit integer with an
+/// optional sign (`-1` wraps to the largest cursor, the empty string is 0), else `None`
+/// for `ERR invalid cursor`.
 pub fn parse_cursor(arg: &[u8]) -> Option<u64> {
-    std::str::from_utf8(arg).ok()?.parse::<u64>().ok()
+    if arg.is_empty() {
+        return Some(0);
+    }
+    let (neg, digits) = match arg[0] {
+        b'-' => (true, &arg[1..]),
+        b'+' => (false, &arg[1..]),
+        _ => (false, arg),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 #[cfg(test)]
