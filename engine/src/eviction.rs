@@ -78,7 +78,7 @@ pub(crate) fn initial_access(config: &Config, now_ms: u64) -> u32 {
     }
 }
 
-fn lfu_decayed(access: u32, now_min: u32, decay_time: u32) -> u32 {
+pub(crate) fn lfu_decayed(access: u32, now_min: u32, decay_time: u32) -> u32 {
     let counter = access & 0xFF;
     let last = access >> 8;
     let elapsed = if now_min >= last { now_min - last } else { 0x00FF_FFFF - last + now_min };
