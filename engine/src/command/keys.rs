@@ -465,3 +465,551 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         _ => Reply::Int(eviction::lfu_decayed(entry.access, clock, decay) as i64),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::change::EventClass;
+    use crate::db::Entry;
+    use crate::engine::{Config, Engine, Session};
+    use crate::eviction::Policy;
+    use crate::reply::Reply;
+    use crate::test_util::*;
+    use crate::value::{blob, Hash, List, Set, Value};
+    use crate::zset::SortedSet;
+
+    const NO_SUCH_KEY: &str = "ERR no such key";
+    const SAME: &str = "ERR source and destination objects are the same";
+    const DB_RANGE: &str = "ERR DB index is out of range";
+    const INT_RANGE: &str = "ERR value is out of range, value must between -2147483648 and 2147483647";
+
+    /// Puts a value of another family at `key` in db 0 (their commands live elsewhere).
+    fn put(t: &mut T, key: &str, value: Value) {
+        t.eng.dbs[0].insert(key.as_bytes(), Entry::new(value));
+        t.eng.recount_memory();
+    }
+
+    fn list(items: &[&str]) -> Value {
+        let mut l = List::new();
+        for i in items {
+            l.push_back(blob(i.as_bytes()));
+        }
+        Value::List(Box::new(l))
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> Value {
+        let mut h = Hash::new();
+        for (f, v) in pairs {
+            h.insert(f.as_bytes(), blob(v.as_bytes()));
+        }
+        Value::Hash(Box::new(h))
+    }
+
+    fn set(members: &[&str]) -> Value {
+        let mut s = Set::new();
+        for m in members {
+            s.insert(m.as_bytes());
+        }
+        Value::Set(Box::new(s))
+    }
+
+    fn zset(members: &[(&str, f64)]) -> Value {
+        let mut z = SortedSet::new();
+        for (m, s) in members {
+            z.insert(m.as_bytes(), *s);
+        }
+        Value::ZSet(Box::new(z))
+    }
+
+    /// The keys of an array reply, sorted.
+    fn sorted(reply: Reply) -> Vec<String> {
+        let Reply::Array(items) = reply else { panic!("not an array: {:?}", reply) };
+        let mut out: Vec<String> = items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+                other => panic!("not a bulk: {:?}", other),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn events(t: &mut T) -> Vec<String> {
+        t.eng.take_events().iter().map(|e| format!("{}:{}:{}", e.db, e.event, String::from_utf8_lossy(&e.key))).collect()
+    }
+
+    #[test]
+    fn del_unlink_exists() {
+        let mut t = T::new();
+        t.eng.config_mut().keyspace_events = EventClass::Generic.bit();
+        t.ok(&["MSET", "a", "1", "b", "2", "c", "3"]);
+        t.int(&["EXISTS", "a", "a", "missing", "b"], 3);
+        t.int(&["DEL", "a", "a", "b", "missing"], 2);
+        t.int(&["EXISTS", "a", "b", "c"], 1);
+        t.int(&["UNLINK", "c", "c"], 1);
+        t.int(&["DEL", "c"], 0);
+        t.err(&["DEL"], "ERR wrong number of arguments for 'del' command");
+        t.err(&["UNLINK"], "ERR wrong number of arguments for 'unlink' command");
+        t.err(&["EXISTS"], "ERR wrong number of arguments for 'exists' command");
+        let c = t.changes();
+        assert_eq!(c[3..], ["DEL a".to_string(), "DEL b".into(), "DEL c".into()]);
+        assert_eq!(events(&mut t), vec!["0:del:a", "0:del:b", "0:del:c"]);
+        // An expired key is not counted, and its removal replicates once.
+        t.ok(&["SET", "e", "v", "PX", "10"]);
+        t.now += 10;
+        t.int(&["DEL", "e"], 0);
+        t.int(&["EXISTS", "e"], 0);
+        let c = t.changes();
+        assert_eq!(c[1..], ["DEL e".to_string()]);
+    }
+
+    #[test]
+    fn type_of_each_kind() {
+        let mut t = T::new();
+        t.ok(&["SET", "s", "x"]);
+        t.ok(&["SET", "n", "1"]);
+        put(&mut t, "l", list(&["a"]));
+        put(&mut t, "h", hash(&[("f", "v")]));
+        put(&mut t, "st", set(&["m"]));
+        put(&mut t, "z", zset(&[("m", 1.0)]));
+        for (k, ty) in [("s", "string"), ("n", "string"), ("l", "list"), ("h", "hash"), ("st", "set"), ("z", "zset"), ("nope", "none")] {
+            t.simple(&["TYPE", k], ty);
+        }
+        t.err(&["TYPE"], "ERR wrong number of arguments for 'type' command");
+        t.err(&["TYPE", "a", "b"], "ERR wrong number of arguments for 'type' command");
+    }
+
+    #[test]
+    fn rename_and_renamenx() {
+        let mut t = T::new();
+        t.eng.config_mut().keyspace_events = EventClass::Generic.bit();
+        t.err(&["RENAME", "missing", "x"], NO_SUCH_KEY);
+        t.err(&["RENAME", "missing", "missing"], NO_SUCH_KEY);
+        t.err(&["RENAMENX", "missing", "x"], NO_SUCH_KEY);
+        t.ok(&["SET", "a", "1", "PX", "5000"]);
+        t.changes();
+        events(&mut t);
+        t.ok(&["RENAME", "a", "a"]);
+        t.int(&["RENAMENX", "a", "a"], 0);
+        assert!(t.changes().is_empty());
+        t.ok(&["RENAME", "a", "b"]);
+        t.nil(&["GET", "a"]);
+        t.bulk(&["GET", "b"], "1");
+        t.int(&["PTTL", "b"], 5000);
+        let at = t.now + 5000;
+        assert_eq!(t.changes(), vec!["DEL a".to_string(), format!("SET b 1 PXAT {}", at)]);
+        assert_eq!(events(&mut t), vec!["0:rename_from:a", "0:rename_to:b"]);
+        t.ok(&["SET", "c", "3"]);
+        t.int(&["RENAMENX", "b", "c"], 0);
+        t.bulk(&["GET", "c"], "3");
+        t.ok(&["RENAME", "b", "c"]);
+        t.bulk(&["GET", "c"], "1");
+        t.int(&["PTTL", "c"], 5000);
+        t.int(&["RENAMENX", "c", "d"], 1);
+        t.int(&["EXISTS", "c"], 0);
+        t.err(&["RENAME", "d"], "ERR wrong number of arguments for 'rename' command");
+        t.err(&["RENAMENX", "d", "e", "f"], "ERR wrong number of arguments for 'renamenx' command");
+        t.changes();
+        // A container renamed over an existing key is restored whole.
+        put(&mut t, "l", list(&["x", "y"]));
+        t.ok(&["RENAME", "l", "d"]);
+        t.simple(&["TYPE", "d"], "list");
+        assert_eq!(t.changes(), vec!["DEL l", "DEL d", "RPUSH d x y"]);
+        // An expired source is missing.
+        t.ok(&["SET", "old", "v", "PX", "1"]);
+        t.now += 1;
+        t.err(&["RENAME", "old", "new"], NO_SUCH_KEY);
+    }
+
+    #[test]
+    fn copy_options() {
+        let mut t = T::new();
+        t.eng.config_mut().keyspace_events = EventClass::Generic.bit();
+        t.ok(&["SET", "b", "2", "EX", "100"]);
+        t.changes();
+        events(&mut t);
+        t.err(&["COPY", "b", "b"], SAME);
+        t.err(&["COPY", "b", "b", "DB", "0"], SAME);
+        t.int(&["COPY", "missing", "c"], 0);
+        t.int(&["COPY", "b", "c"], 1);
+        t.int(&["COPY", "b", "c"], 0);
+        t.int(&["COPY", "b", "c", "REPLACE"], 1);
+        t.int(&["PTTL", "c"], 100_000);
+        t.err(&["COPY", "b", "c", "DB", "16"], DB_RANGE);
+        t.err(&["COPY", "b", "c", "DB", "-1"], DB_RANGE);
+        t.err(&["COPY", "b", "c", "DB", "x"], "ERR value is not an integer or out of range");
+        t.err(&["COPY", "b", "c", "DB", "2147483648"], INT_RANGE);
+        t.err(&["COPY", "b", "c", "DB"], "ERR syntax error");
+        t.err(&["COPY", "b", "c", "foo"], "ERR syntax error");
+        t.err(&["COPY", "b"], "ERR wrong number of arguments for 'copy' command");
+        t.int(&["COPY", "b", "b", "DB", "1"], 1);
+        t.int(&["COPY", "b", "c", "replace", "replace", "db", "2", "db", "3"], 1);
+        let at = t.now + 100_000;
+        assert_eq!(
+            t.changes(),
+            vec![format!("SET c 2 PXAT {}", at), format!("SET c 2 PXAT {}", at), format!("SET b 2 PXAT {}", at), format!("SET c 2 PXAT {}", at)]
+        );
+        let groups = t.eng.take_changes();
+        assert!(groups.is_empty());
+        assert_eq!(events(&mut t), vec!["0:copy_to:c", "0:copy_to:c", "1:copy_to:b", "3:copy_to:c"]);
+        t.ok(&["SELECT", "3"]);
+        t.bulk(&["GET", "c"], "2");
+        t.int(&["TTL", "c"], 100);
+        t.ok(&["SELECT", "0"]);
+        // The copy is independent of its source.
+        put(&mut t, "h", hash(&[("f", "v")]));
+        t.int(&["COPY", "h", "h2"], 1);
+        if let Some(Value::Hash(h)) = t.eng.dbs[0].get_mut(b"h").map(|e| &mut e.value) {
+            h.insert(b"g", blob(b"w"));
+        }
+        assert_eq!(t.eng.db(0).unwrap().get(b"h2").unwrap().value, hash(&[("f", "v")]));
+        assert_eq!(t.changes(), vec!["DEL h2", "HSET h2 f v"]);
+    }
+
+    #[test]
+    fn move_between_dbs() {
+        let mut t = T::new();
+        t.eng.config_mut().keyspace_events = EventClass::Generic.bit();
+        t.ok(&["SET", "b", "v", "PX", "7000"]);
+        t.changes();
+        events(&mut t);
+        t.err(&["MOVE", "b", "0"], SAME);
+        t.err(&["MOVE", "b", "16"], DB_RANGE);
+        t.err(&["MOVE", "b", "-1"], DB_RANGE);
+        t.err(&["MOVE", "b", "x"], "ERR value is not an integer or out of range");
+        t.err(&["MOVE", "b", "99999999999"], INT_RANGE);
+        t.err(&["MOVE", "b"], "ERR wrong number of arguments for 'move' command");
+        t.int(&["MOVE", "missing", "1"], 0);
+        t.int(&["MOVE", "b", "1"], 1);
+        t.int(&["EXISTS", "b"], 0);
+        let at = t.now + 7000;
+        assert_eq!(t.changes(), vec!["DEL b".to_string(), format!("SET b v PXAT {}", at)]);
+        let groups = {
+            t.ok(&["SET", "b", "w"]);
+            t.eng.take_changes()
+        };
+        assert_eq!(groups.len(), 1);
+        assert_eq!(events(&mut t), vec!["0:move_from:b", "1:move_to:b"]);
+        // The target already has the key: nothing moves.
+        t.int(&["MOVE", "b", "1"], 0);
+        t.bulk(&["GET", "b"], "w");
+        t.ok(&["SELECT", "1"]);
+        t.bulk(&["GET", "b"], "v");
+        t.int(&["PTTL", "b"], 7000);
+        assert!(t.changes().is_empty());
+    }
+
+    #[test]
+    fn keys_patterns() {
+        let mut t = T::new();
+        t.ok(&["MSET", "user:1", "a", "user:2", "b", "user:10", "c", "other", "d"]);
+        t.ok(&["SET", "user:3", "e", "PX", "5"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "*"])), ["other", "user:1", "user:10", "user:2", "user:3"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "user:?"])), ["user:1", "user:2", "user:3"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "user:[12]*"])), ["user:1", "user:10", "user:2"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "other"])), ["other"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "nope"])), Vec::<String>::new());
+        t.now += 5;
+        assert_eq!(sorted(t.cmd(&["KEYS", "user:?"])), ["user:1", "user:2"]);
+        assert_eq!(sorted(t.cmd(&["KEYS", "user:3"])), Vec::<String>::new());
+        // KEYS skips expired keys without deleting them.
+        assert!(t.changes().iter().all(|c| !c.starts_with("DEL")));
+        t.err(&["KEYS"], "ERR wrong number of arguments for 'keys' command");
+    }
+
+    /// Runs a whole SCAN, returning every key seen and the number of calls.
+    fn scan_all(t: &mut T, opts: &[&str]) -> (Vec<String>, usize) {
+        let mut cursor = "0".to_string();
+        let mut seen = Vec::new();
+        let mut calls = 0;
+        loop {
+            let mut args = vec!["SCAN", &cursor];
+            args.extend_from_slice(opts);
+            let Reply::Array(parts) = t.cmd(&args) else { panic!("scan reply") };
+            calls += 1;
+            let Reply::Bulk(next) = &parts[0] else { panic!("cursor") };
+            seen.extend(sorted(parts[1].clone()));
+            cursor = String::from_utf8_lossy(next).into_owned();
+            if cursor == "0" {
+                break;
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        (seen, calls)
+    }
+
+    #[test]
+    fn scan_options() {
+        let mut t = T::new();
+        for i in 0..25 {
+            t.ok(&["SET", &format!("k{}", i), "v"]);
+        }
+        put(&mut t, "list", list(&["a"]));
+        let (all, calls) = scan_all(&mut t, &[]);
+        assert_eq!(all.len(), 26);
+        assert_eq!(calls, 3);
+        let (all, calls) = scan_all(&mut t, &["COUNT", "100"]);
+        assert_eq!((all.len(), calls), (26, 1));
+        let (ones, _) = scan_all(&mut t, &["MATCH", "k1*", "COUNT", "3"]);
+        assert_eq!(ones.len(), 11);
+        let (lists, _) = scan_all(&mut t, &["type", "LIST"]);
+        assert_eq!(lists, ["list"]);
+        let (strings, _) = scan_all(&mut t, &["TYPE", "string", "MATCH", "*"]);
+        assert_eq!(strings.len(), 25);
+        let (none, _) = scan_all(&mut t, &["TYPE", "foo"]);
+        assert!(none.is_empty());
+        t.err(&["SCAN", "0", "COUNT", "0"], "ERR syntax error");
+        t.err(&["SCAN", "0", "COUNT", "-1"], "ERR syntax error");
+        t.err(&["SCAN", "0", "COUNT", "x"], "ERR value is not an integer or out of range");
+        t.err(&["SCAN", "x"], "ERR invalid cursor");
+        t.err(&["SCAN", " 1"], "ERR invalid cursor");
+        t.err(&["SCAN", "18446744073709551616"], "ERR invalid cursor");
+        t.err(&["SCAN", "x", "foo"], "ERR invalid cursor");
+        t.err(&["SCAN", "0", "MATCH"], "ERR syntax error");
+        t.err(&["SCAN", "0", "TYPE"], "ERR syntax error");
+        t.err(&["SCAN", "0", "foo", "1"], "ERR syntax error");
+        t.err(&["SCAN"], "ERR wrong number of arguments for 'scan' command");
+        // Cursors Redis's strtoul accepts.
+        for c in ["-1", "", "+0", "18446744073709551615"] {
+            assert!(!t.cmd(&["SCAN", c]).is_error(), "{:?}", c);
+        }
+        // A huge COUNT is fine.
+        let (all, _) = scan_all(&mut t, &["COUNT", "9223372036854775807"]);
+        assert_eq!(all.len(), 26);
+        // Expired keys are removed as they are met.
+        t.changes();
+        t.ok(&["SET", "gone", "v", "PX", "1"]);
+        t.now += 1;
+        let (all, _) = scan_all(&mut t, &["COUNT", "1000"]);
+        assert_eq!(all.len(), 26);
+        assert_eq!(t.changes().last().unwrap(), "DEL gone");
+        let mut empty = T::new();
+        assert_eq!(empty.cmd(&["SCAN", "0"]), Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
+    }
+
+    #[test]
+    fn scan_sees_survivors_while_keys_are_deleted() {
+        let mut t = T::new();
+        for i in 0..200 {
+            t.ok(&["SET", &format!("k{}", i), "v"]);
+        }
+        let mut cursor = "0".to_string();
+        let mut seen = std::collections::HashSet::new();
+        let mut round = 0;
+        loop {
+            let Reply::Array(parts) = t.cmd(&["SCAN", &cursor, "COUNT", "7"]) else { panic!() };
+            for k in sorted(parts[1].clone()) {
+                seen.insert(k);
+            }
+            let Reply::Bulk(next) = &parts[0] else { panic!() };
+            cursor = String::from_utf8_lossy(next).into_owned();
+            // Delete keys that are multiples of 3 as the scan goes.
+            t.cmd(&["DEL", &format!("k{}", round * 3)]);
+            round += 1;
+            if cursor == "0" {
+                break;
+            }
+        }
+        for i in 0..200 {
+            if i % 3 != 0 || i / 3 >= round {
+                assert!(seen.contains(&format!("k{}", i)), "missed k{}", i);
+            }
+        }
+    }
+
+    #[test]
+    fn randomkey_touch_dbsize() {
+        let mut t = T::new();
+        t.nil(&["RANDOMKEY"]);
+        t.int(&["DBSIZE"], 0);
+        t.ok(&["MSET", "a", "1", "b", "2"]);
+        for _ in 0..20 {
+            let Reply::Bulk(k) = t.cmd(&["RANDOMKEY"]) else { panic!() };
+            assert!(&k[..] == b"a" || &k[..] == b"b");
+        }
+        t.int(&["DBSIZE"], 2);
+        t.int(&["TOUCH", "a", "b", "missing", "a"], 3);
+        t.err(&["TOUCH"], "ERR wrong number of arguments for 'touch' command");
+        t.err(&["DBSIZE", "x"], "ERR wrong number of arguments for 'dbsize' command");
+        t.err(&["RANDOMKEY", "x"], "ERR wrong number of arguments for 'randomkey' command");
+        // Only expired keys: RANDOMKEY removes them and answers nil.
+        t.ok(&["FLUSHALL"]);
+        for i in 0..10 {
+            t.ok(&["SET", &format!("e{}", i), "v", "PX", "1"]);
+        }
+        t.ok(&["SET", "live", "v"]);
+        t.now += 1;
+        t.bulk(&["RANDOMKEY"], "live");
+        t.int(&["DEL", "live"], 1);
+        t.nil(&["RANDOMKEY"]);
+        t.int(&["DBSIZE"], 0);
+        // TOUCH refreshes the idle time.
+        t.ok(&["SET", "k", "v"]);
+        t.now += 10_000;
+        t.int(&["OBJECT", "IDLETIME", "k"], 10);
+        t.int(&["TOUCH", "k"], 1);
+        t.int(&["OBJECT", "IDLETIME", "k"], 0);
+    }
+
+    #[test]
+    fn flushdb_flushall() {
+        let mut t = T::new();
+        t.ok(&["SET", "a", "1"]);
+        t.ok(&["SELECT", "1"]);
+        t.ok(&["SET", "b", "2"]);
+        t.changes();
+        t.err(&["FLUSHDB", "foo"], "ERR syntax error");
+        t.err(&["FLUSHDB", "SYNC", "ASYNC"], "ERR syntax error");
+        t.err(&["FLUSHALL", "foo"], "ERR syntax error");
+        t.ok(&["FLUSHDB", "async"]);
+        t.int(&["DBSIZE"], 0);
+        t.ok(&["FLUSHDB", "SYNC"]);
+        assert_eq!(t.changes(), vec!["FLUSHDB"]);
+        assert_eq!(t.eng.take_changes().len(), 0);
+        t.ok(&["SELECT", "0"]);
+        t.int(&["DBSIZE"], 1);
+        t.ok(&["FLUSHALL", "ASYNC"]);
+        t.int(&["DBSIZE"], 0);
+        t.ok(&["FLUSHALL"]);
+        assert_eq!(t.changes(), vec!["FLUSHALL"]);
+        assert_eq!(t.eng.used_memory(), 0);
+    }
+
+    #[test]
+    fn swapdb_cases() {
+        let mut t = T::new();
+        t.ok(&["SET", "a", "in0"]);
+        t.changes();
+        t.err(&["SWAPDB", "x", "1"], "ERR invalid first DB index");
+        t.err(&["SWAPDB", "0", "x"], "ERR invalid second DB index");
+        t.err(&["SWAPDB", "99999999999", "0"], "ERR invalid first DB index");
+        t.err(&["SWAPDB", "0", "16"], DB_RANGE);
+        t.err(&["SWAPDB", "-1", "0"], DB_RANGE);
+        t.err(&["SWAPDB", "0"], "ERR wrong number of arguments for 'swapdb' command");
+        t.ok(&["SWAPDB", "0", "0"]);
+        assert!(t.changes().is_empty());
+        t.ok(&["SWAPDB", "0", "1"]);
+        t.nil(&["GET", "a"]);
+        t.ok(&["SELECT", "1"]);
+        t.bulk(&["GET", "a"], "in0");
+        assert_eq!(t.changes(), vec!["SWAPDB 0 1"]);
+        // A watcher of either database sees the swap.
+        let mut other = Session::new(7);
+        t.eng.run(&mut other, &[b"WATCH", b"a"], t.now);
+        t.ok(&["SWAPDB", "1", "0"]);
+        t.eng.run(&mut other, &[b"MULTI"], t.now);
+        assert_eq!(t.eng.run(&mut other, &[b"EXEC"], t.now), Reply::NilArray);
+    }
+
+    #[test]
+    fn object_subcommands() {
+        let mut t = T::new();
+        t.ok(&["SET", "n", "5"]);
+        t.ok(&["SET", "big", "10000"]);
+        t.ok(&["SET", "neg", "-1"]);
+        t.ok(&["SET", "s", "hello"]);
+        t.ok(&["SET", "r", &"a".repeat(45)]);
+        put(&mut t, "l", list(&["a"]));
+        put(&mut t, "h", hash(&[("a", "b")]));
+        put(&mut t, "hb", hash(&[("a", &"x".repeat(65))]));
+        put(&mut t, "si", set(&["1", "2", "3"]));
+        put(&mut t, "ss", set(&["1", "x"]));
+        put(&mut t, "z", zset(&[("a", 1.0)]));
+        put(&mut t, "zb", zset(&[(&"m".repeat(65), 1.0)]));
+        for (k, enc) in [
+            ("n", "int"),
+            ("neg", "int"),
+            ("s", "embstr"),
+            ("r", "raw"),
+            ("l", "quicklist"),
+            ("h", "listpack"),
+            ("hb", "hashtable"),
+            ("si", "intset"),
+            ("ss", "hashtable"),
+            ("z", "listpack"),
+            ("zb", "skiplist"),
+        ] {
+            t.bulk(&["OBJECT", "ENCODING", k], enc);
+        }
+        t.nil(&["OBJECT", "encoding", "missing"]);
+        t.int(&["OBJECT", "REFCOUNT", "n"], 2147483647);
+        t.int(&["OBJECT", "REFCOUNT", "big"], 1);
+        t.int(&["OBJECT", "REFCOUNT", "neg"], 1);
+        t.int(&["OBJECT", "REFCOUNT", "s"], 1);
+        t.nil(&["OBJECT", "REFCOUNT", "missing"]);
+        t.int(&["OBJECT", "IDLETIME", "s"], 0);
+        t.now += 3_000;
+        t.int(&["OBJECT", "IDLETIME", "s"], 3);
+        t.int(&["OBJECT", "IDLETIME", "s"], 3);
+        t.nil(&["OBJECT", "IDLETIME", "missing"]);
+        t.nil(&["OBJECT", "FREQ", "missing"]);
+        t.err(
+            &["OBJECT", "FREQ", "s"],
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        );
+        t.err(&["OBJECT", "ENCODING"], "ERR wrong number of arguments for 'object|encoding' command");
+        t.err(&["OBJECT", "encoding", "a", "b"], "ERR wrong number of arguments for 'object|encoding' command");
+        t.err(&["OBJECT", "FREQ"], "ERR wrong number of arguments for 'object|freq' command");
+        t.err(&["OBJECT", "help", "x"], "ERR wrong number of arguments for 'object|help' command");
+        t.err(&["OBJECT", "foo"], "ERR unknown subcommand 'foo'. Try OBJECT HELP.");
+        t.err(&["OBJECT", "foo", "a", "b"], "ERR unknown subcommand 'foo'. Try OBJECT HELP.");
+        t.err(&["OBJECT"], "ERR wrong number of arguments for 'object' command");
+        let Reply::Array(help) = t.cmd(&["OBJECT", "HELP"]) else { panic!() };
+        assert_eq!(help.len(), 15);
+        assert_eq!(help[0], Reply::simple("OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
+        assert_eq!(help[14], Reply::simple("    Prints this help."));
+        assert!(t.changes().iter().all(|c| c.starts_with("SET")));
+
+        let mut t = T::new();
+        t.eng = Engine::new(Config { policy: Policy::AllKeysLfu, ..Config::default() });
+        t.ok(&["SET", "k", "v"]);
+        t.int(&["OBJECT", "FREQ", "k"], 5);
+        t.bulk(&["GET", "k"], "v");
+        t.int(&["OBJECT", "FREQ", "k"], 6);
+        t.err(
+            &["OBJECT", "IDLETIME", "k"],
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        );
+    }
+
+    #[test]
+    fn keys_changes_replay() {
+        let mut t = T::new();
+        for cmd in [
+            &["MSET", "a", "1", "b", "2", "c", "3", "d", "4"][..],
+            &["SET", "t", "v", "EX", "100"],
+            &["DEL", "a", "zz"],
+            &["RENAME", "b", "b2"],
+            &["RENAME", "t", "c"],
+            &["RENAMENX", "d", "d2"],
+            &["COPY", "c", "c2"],
+            &["COPY", "c", "c3", "DB", "2"],
+            &["MOVE", "d2", "3"],
+            &["SELECT", "3"],
+            &["SET", "x", "y"],
+            &["SWAPDB", "3", "4"],
+            &["SELECT", "2"],
+            &["SET", "gone", "1"],
+            &["FLUSHDB"],
+            &["COPY", "c3", "c4"],
+            &["SELECT", "0"],
+            &["UNLINK", "c2"],
+        ] {
+            assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
+        }
+        let groups = t.eng.take_changes();
+        let mut fresh = Engine::default();
+        for g in &groups {
+            fresh.apply_group(g, t.now).unwrap_or_else(|e| panic!("group {:?} failed: {:?}", g, e));
+        }
+        for (i, (a, b)) in t.eng.dbs().iter().zip(fresh.dbs()).enumerate() {
+            assert_eq!(a.len(), b.len(), "db {} key count", i);
+            for (k, e) in a.iter() {
+                let o = b.get(k).unwrap_or_else(|| panic!("db {} lacks {:?}", i, String::from_utf8_lossy(k)));
+                assert_eq!((&e.value, e.expire_at), (&o.value, o.expire_at), "db {} key {:?}", i, String::from_utf8_lossy(k));
+            }
+        }
+        assert_eq!(t.eng.db(4).unwrap().len(), 2);
+    }
+}
