@@ -15,6 +15,8 @@
 //! - [`change`]: the canonical change stream (AOF, replicas, sockets, tabs).
 //! - [`eviction`]: `maxmemory`/`maxkeys` and Redis's eviction policies.
 //! - [`snapshot`]: the postcard snapshot codec with header, version and checksum.
+//! - [`sync`]: the live-sync protocol: messages, tokens, scopes, backlog, hub and client
+//!   state machines (`docs/protocol.md`).
 //! - [`glob`], [`util`], [`rng`]: glob matching, number rules, a seeded generator.
 //!
 //! # Example
@@ -43,6 +45,7 @@ pub mod reply;
 pub mod resp;
 pub mod rng;
 pub mod snapshot;
+pub mod sync;
 pub mod util;
 pub mod value;
 pub mod zset;
