@@ -41,6 +41,7 @@ pub mod db;
 pub mod engine;
 pub mod eviction;
 pub mod glob;
+pub mod ldouble;
 pub mod reply;
 pub mod resp;
 pub mod rng;
