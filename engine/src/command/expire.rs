@@ -192,6 +192,10 @@ mod tests {
     /// Applies the engine's change groups to a fresh engine and checks both hold the same
     /// keys, values and deadlines.
     fn assert_replays(t: &mut T) {
+        // Memory accounting kept per command must equal a recount.
+        let used = t.eng.used_memory();
+        t.eng.recount_memory();
+        assert_eq!(used, t.eng.used_memory(), "used_memory drifted");
         let groups = t.eng.take_changes();
         let mut fresh = Engine::default();
         for g in &groups {

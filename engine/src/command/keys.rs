@@ -998,6 +998,9 @@ mod tests {
         ] {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }
+        let used = t.eng.used_memory();
+        t.eng.recount_memory();
+        assert_eq!(used, t.eng.used_memory(), "used_memory drifted");
         let groups = t.eng.take_changes();
         let mut fresh = Engine::default();
         for g in &groups {
