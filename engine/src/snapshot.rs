@@ -15,8 +15,10 @@
 //! The payload is `(offset: u64, replid: str, dbs: [[(key, expire_at, value)]])`, with
 //! `expire_at` absolute Unix ms (0: no expiry) and `value` one of `Int(i64)`, `Str(bytes)`,
 //! `List([bytes])`, `Hash([(field, value)])`, `Set([bytes])`, `ZSet([(member, f64)])`,
-//! in the engine's own order (insertion order of hashes and sets, score order of sorted
-//! sets), so a loaded engine iterates exactly like the one that was saved.
+//! in canonical order: keys, hash fields and set members sorted bytewise, lists in order,
+//! sorted sets by (score, member). Two engines holding the same data therefore write the
+//! same bytes whatever order their maps happen to be in (a replica that replayed the change
+//! stream, a restarted hub), and the CRC doubles as a digest of the whole state.
 //!
 //! Decoding is defensive, because a snapshot comes from a file or the network: the magic,
 //! the version, the length and the checksum are verified before postcard sees a byte, and
@@ -232,10 +234,10 @@ struct DbOut<'a, F> {
 
 impl<F: Fn(usize, &[u8]) -> bool> Serialize for DbOut<'_, F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // postcard needs the count up front, so the filter runs twice.
-        let count = self.db.iter().filter(|(k, _)| (self.keep)(self.index, k)).count();
-        let mut seq = s.serialize_seq(Some(count))?;
-        for (key, entry) in self.db.iter().filter(|(k, _)| (self.keep)(self.index, k)) {
+        let mut entries: Vec<_> = self.db.iter().filter(|(k, _)| (self.keep)(self.index, k)).collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut seq = s.serialize_seq(Some(entries.len()))?;
+        for (key, entry) in entries {
             seq.serialize_element(&(BytesOut(key), entry.expire_at, ValueOut(&entry.value)))?;
         }
         seq.end()
@@ -290,14 +292,16 @@ impl Serialize for ValueOut<'_> {
             Value::List(l) => {
                 s.serialize_newtype_variant("Value", V_LIST, "List", &seq_out(l.items().iter().map(|v| BytesOut(v))))
             }
-            Value::Hash(h) => s.serialize_newtype_variant(
-                "Value",
-                V_HASH,
-                "Hash",
-                &seq_out(h.map().iter().map(|(f, v)| (BytesOut(f), BytesOut(v)))),
-            ),
+            Value::Hash(h) => {
+                let mut fields: Vec<_> = h.map().iter().collect();
+                fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let items = fields.into_iter().map(|(f, v)| (BytesOut(f), BytesOut(v)));
+                s.serialize_newtype_variant("Value", V_HASH, "Hash", &seq_out(items))
+            }
             Value::Set(set) => {
-                s.serialize_newtype_variant("Value", V_SET, "Set", &seq_out(set.members().iter().map(|m| BytesOut(m))))
+                let mut members: Vec<_> = set.members().iter().collect();
+                members.sort_unstable();
+                s.serialize_newtype_variant("Value", V_SET, "Set", &seq_out(members.into_iter().map(|m| BytesOut(m))))
             }
             Value::ZSet(z) => {
                 let items = ExactLen { inner: z.iter().map(|(m, score)| (BytesOut(m), score)), len: z.len() };
@@ -614,9 +618,11 @@ mod tests {
     fn same_dbs(a: &[Db], b: &[Db]) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
-            let xs: Vec<_> = x.iter().map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at)).collect();
-            let ys: Vec<_> = y.iter().map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at)).collect();
-            assert_eq!(xs, ys, "same keys, values, deadlines, in the same order");
+            let mut xs: Vec<_> = x.iter().map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at)).collect();
+            let mut ys: Vec<_> = y.iter().map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at)).collect();
+            xs.sort_by(|a, b| a.0.cmp(&b.0));
+            ys.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(xs, ys, "same keys, values (Int and Str apart), deadlines");
             assert_eq!(x.volatile_len(), y.volatile_len());
         }
     }
@@ -629,12 +635,11 @@ mod tests {
         let (dbs, got) = decode(&bytes).unwrap();
         assert_eq!(got, meta);
         same_dbs(e.dbs(), &dbs);
-        // The order inside containers survives too (HSCAN, SSCAN, HRANDFIELD depend on it).
-        let h = |dbs: &[Db]| match &dbs[0].get(b"hash").unwrap().value {
-            Value::Hash(h) => h.map().keys().cloned().collect::<Vec<_>>(),
+        // Canonical order: hash fields sorted.
+        match &dbs[0].get(b"hash").unwrap().value {
+            Value::Hash(h) => assert_eq!(h.map().keys().map(|k| k.to_vec()).collect::<Vec<_>>(), vec![b"".to_vec(), b"f1".to_vec(), b"f2".to_vec()]),
             _ => unreachable!(),
-        };
-        assert_eq!(h(e.dbs()), h(&dbs));
+        }
         let z = |dbs: &[Db]| match &dbs[0].get(b"zset").unwrap().value {
             Value::ZSet(z) => z.iter().map(|(m, s)| (m.to_vec(), s.to_bits())).collect::<Vec<_>>(),
             _ => unreachable!(),
@@ -642,6 +647,41 @@ mod tests {
         assert_eq!(z(e.dbs()), z(&dbs), "scores bit for bit, -0 and infinities included");
         // Encoding is deterministic.
         assert_eq!(encode(&e, &meta), bytes);
+    }
+
+    #[test]
+    fn encoding_does_not_depend_on_map_order() {
+        let mut a = Engine::default();
+        let mut b = Engine::default();
+        let mut s = Session::new(1);
+        for cmd in [&[&b"SET"[..], b"x", b"1"][..], &[b"SET", b"y", b"2"], &[b"SET", b"z", b"3"]] {
+            a.run(&mut s, cmd, 1);
+        }
+        for cmd in [&[&b"SET"[..], b"z", b"3"][..], &[b"SET", b"x", b"1"], &[b"SET", b"y", b"2"]] {
+            b.run(&mut s, cmd, 1);
+        }
+        let meta = SnapshotMeta::default();
+        assert_eq!(encode(&a, &meta), encode(&b, &meta));
+        // Hash fields and set members too.
+        let (mut h1, mut h2) = (Hash::new(), Hash::new());
+        h1.insert(b"a", blob(b"1"));
+        h1.insert(b"b", blob(b"2"));
+        h2.insert(b"b", blob(b"2"));
+        h2.insert(b"a", blob(b"1"));
+        let (mut s1, mut s2) = (Set::new(), Set::new());
+        s1.insert(b"p");
+        s1.insert(b"q");
+        s2.insert(b"q");
+        s2.insert(b"p");
+        let db = |h: Hash, s: Set| {
+            let mut db = Db::default();
+            db.insert(b"h", Entry::new(Value::Hash(Box::new(h))));
+            db.insert(b"s", Entry::new(Value::Set(Box::new(s))));
+            db
+        };
+        a.load_dbs(vec![db(h1, s1)]);
+        b.load_dbs(vec![db(h2, s2)]);
+        assert_eq!(encode(&a, &meta), encode(&b, &meta));
     }
 
     #[test]

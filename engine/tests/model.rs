@@ -116,10 +116,6 @@ impl Gen {
 
 type GenFn = fn(&mut Gen, now: u64) -> Vec<B>;
 
-fn v(parts: &[&[u8]]) -> Vec<B> {
-    parts.iter().map(|p| p.to_vec()).collect()
-}
-
 /// (command name, weight, generator). A command is generated only when the engine has it.
 fn generators() -> Vec<(&'static str, u32, GenFn)> {
     vec![
@@ -1370,7 +1366,7 @@ impl Model {
         if nx && xx {
             return Err(err("ERR XX and NX options at the same time are not compatible"));
         }
-        if (gt && nx) || (lt && nx) || (gt && lt) {
+        if (nx && (gt || lt)) || (gt && lt) {
             return Err(err("ERR GT, LT, and/or NX options at the same time are not compatible"));
         }
         if incr && rest.len() > 2 {
