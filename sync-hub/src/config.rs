@@ -1,0 +1,685 @@
+//! Configuration: command-line flags (each also a `RECACHED_*` environment variable), an
+//! optional config file in `redis.conf` format, and the runtime `CONFIG GET/SET` view.
+//!
+//! Every source goes through one door, [`Settings::set`], so a value is validated the same
+//! way whether it comes from `--maxmemory 100mb`, `RECACHED_MAXMEMORY=100mb`, a
+//! `maxmemory 100mb` line or `CONFIG SET maxmemory 100mb`, with Redis's error texts.
+//! Precedence: flag or environment variable > config file > default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use recached_engine::Policy;
+use thiserror::Error;
+
+use crate::notify::KeyspaceFlags;
+
+/// A configuration error at start-up (bad flag value, unreadable or invalid file).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value was refused; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Command-line flags. Each is also read from `RECACHED_<NAME>` (upper case, `-` → `_`).
+/// Values are kept as text here and validated by [`Settings::set`].
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "recached", version, about = "Recached: a Redis-compatible in-memory cache with live browser sync")]
+pub struct Args {
+    /// Config file in redis.conf format (`port 6379` lines, `#` comments).
+    #[arg(long, env = "RECACHED_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// RESP (TCP) port; 0 picks a free port.
+    #[arg(long, env = "RECACHED_PORT")]
+    pub port: Option<String>,
+    /// WebSocket sync and HTTP port.
+    #[arg(long = "ws-port", env = "RECACHED_WS_PORT")]
+    pub ws_port: Option<String>,
+    /// Addresses to listen on, space separated.
+    #[arg(long, env = "RECACHED_BIND")]
+    pub bind: Option<String>,
+    /// `yes` refuses to listen beyond loopback without a password.
+    #[arg(long = "protected-mode", env = "RECACHED_PROTECTED_MODE")]
+    pub protected_mode: Option<String>,
+    /// Password of the default user.
+    #[arg(long, env = "RECACHED_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Most simultaneous clients.
+    #[arg(long, env = "RECACHED_MAXCLIENTS")]
+    pub maxclients: Option<String>,
+    /// Memory cap (`100mb`, `1gb`, bytes); 0 for none.
+    #[arg(long, env = "RECACHED_MAXMEMORY")]
+    pub maxmemory: Option<String>,
+    /// Eviction policy when over the cap.
+    #[arg(long = "maxmemory-policy", env = "RECACHED_MAXMEMORY_POLICY")]
+    pub maxmemory_policy: Option<String>,
+    /// Keys sampled per eviction.
+    #[arg(long = "maxmemory-samples", env = "RECACHED_MAXMEMORY_SAMPLES")]
+    pub maxmemory_samples: Option<String>,
+    /// Key-count cap; 0 for none.
+    #[arg(long, env = "RECACHED_MAXKEYS")]
+    pub maxkeys: Option<String>,
+    /// Close a client after this many idle seconds; 0 never.
+    #[arg(long, env = "RECACHED_TIMEOUT")]
+    pub timeout: Option<String>,
+    /// Number of logical databases.
+    #[arg(long, env = "RECACHED_DATABASES")]
+    pub databases: Option<String>,
+    /// Keyspace notification classes (`KEA`, `Ex`, …).
+    #[arg(long = "notify-keyspace-events", env = "RECACHED_NOTIFY_KEYSPACE_EVENTS")]
+    pub notify_keyspace_events: Option<String>,
+    /// Log level: debug, verbose, notice, warning (or trace/info/warn/error); RUST_LOG wins.
+    #[arg(long, env = "RECACHED_LOGLEVEL")]
+    pub loglevel: Option<String>,
+    /// Background task frequency (active expiry budget per second).
+    #[arg(long, env = "RECACHED_HZ")]
+    pub hz: Option<String>,
+    /// Largest bulk string a client may send.
+    #[arg(long = "proto-max-bulk-len", env = "RECACHED_PROTO_MAX_BULK_LEN")]
+    pub proto_max_bulk_len: Option<String>,
+    /// Largest unparsed input buffered per client.
+    #[arg(long = "client-query-buffer-limit", env = "RECACHED_CLIENT_QUERY_BUFFER_LIMIT")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Output buffer limits per class (`pubsub 32mb 8mb 60`).
+    #[arg(long = "client-output-buffer-limit", env = "RECACHED_CLIENT_OUTPUT_BUFFER_LIMIT")]
+    pub client_output_buffer_limit: Option<String>,
+    /// Snapshot rules (`3600 1 300 100`); stored for the persistence layer.
+    #[arg(long, env = "RECACHED_SAVE")]
+    pub save: Option<String>,
+    /// Append-only file (`yes`/`no`); stored for the persistence layer.
+    #[arg(long, env = "RECACHED_APPENDONLY")]
+    pub appendonly: Option<String>,
+    /// Working directory for persistence files.
+    #[arg(long, env = "RECACHED_DIR")]
+    pub dir: Option<String>,
+}
+
+impl Args {
+    /// The flags given, as (parameter name, value) pairs.
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let all: [(&'static str, &Option<String>); 21] = [
+            ("port", &self.port),
+            ("ws-port", &self.ws_port),
+            ("bind", &self.bind),
+            ("protected-mode", &self.protected_mode),
+            ("requirepass", &self.requirepass),
+            ("maxclients", &self.maxclients),
+            ("maxmemory", &self.maxmemory),
+            ("maxmemory-policy", &self.maxmemory_policy),
+            ("maxmemory-samples", &self.maxmemory_samples),
+            ("maxkeys", &self.maxkeys),
+            ("timeout", &self.timeout),
+            ("databases", &self.databases),
+            ("notify-keyspace-events", &self.notify_keyspace_events),
+            ("loglevel", &self.loglevel),
+            ("hz", &self.hz),
+            ("proto-max-bulk-len", &self.proto_max_bulk_len),
+            ("client-query-buffer-limit", &self.client_query_buffer_limit),
+            ("client-output-buffer-limit", &self.client_output_buffer_limit),
+            ("save", &self.save),
+            ("appendonly", &self.appendonly),
+            ("dir", &self.dir),
+        ];
+        all.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
+    }
+}
+
+/// One output-buffer class limit (`client-output-buffer-limit`): a hard cap, and a soft
+/// cap that may be exceeded for at most `soft_secs`. Zero disables a cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimit {
+    /// Bytes above which the client is closed at once.
+    pub hard: u64,
+    /// Bytes above which the client is closed if it stays there `soft_secs`.
+    pub soft: u64,
+    /// Seconds the soft cap may be exceeded.
+    pub soft_secs: u64,
+}
+
+/// Output-buffer limits per client class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Normal clients (Redis default: none).
+    pub normal: BufferLimit,
+    /// Replicas.
+    pub replica: BufferLimit,
+    /// Pub/sub subscribers.
+    pub pubsub: BufferLimit,
+}
+
+impl Default for OutputLimits {
+    fn default() -> OutputLimits {
+        OutputLimits {
+            normal: BufferLimit { hard: 0, soft: 0, soft_secs: 0 },
+            replica: BufferLimit { hard: 256 << 20, soft: 64 << 20, soft_secs: 60 },
+            pubsub: BufferLimit { hard: 32 << 20, soft: 8 << 20, soft_secs: 60 },
+        }
+    }
+}
+
+impl fmt::Display for OutputLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let one = |l: &BufferLimit| format!("{} {} {}", l.hard, l.soft, l.soft_secs);
+        write!(f, "normal {} slave {} pubsub {}", one(&self.normal), one(&self.replica), one(&self.pubsub))
+    }
+}
+
+/// The effective configuration of a running hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `port`: RESP port (0: any free port).
+    pub port: u16,
+    /// `ws-port`: WebSocket sync and HTTP port.
+    pub ws_port: u16,
+    /// `bind`: addresses to listen on.
+    pub bind: Vec<String>,
+    /// `protected-mode`: refuse non-loopback listening without a password.
+    pub protected_mode: bool,
+    /// `requirepass`: password of the default user; empty for none.
+    pub requirepass: String,
+    /// `maxclients`.
+    pub maxclients: usize,
+    /// `maxmemory` in bytes; 0 for none.
+    pub maxmemory: u64,
+    /// `maxmemory-policy`.
+    pub maxmemory_policy: Policy,
+    /// `maxmemory-samples`.
+    pub maxmemory_samples: u64,
+    /// `maxkeys`; 0 for none.
+    pub maxkeys: u64,
+    /// `lfu-log-factor`.
+    pub lfu_log_factor: u64,
+    /// `lfu-decay-time` (minutes).
+    pub lfu_decay_time: u64,
+    /// `timeout`: idle seconds before a client is closed; 0 never.
+    pub timeout: u64,
+    /// `databases`.
+    pub databases: usize,
+    /// `notify-keyspace-events`.
+    pub notify: KeyspaceFlags,
+    /// `loglevel` as written.
+    pub loglevel: String,
+    /// `hz`.
+    pub hz: u64,
+    /// `proto-max-bulk-len`.
+    pub proto_max_bulk_len: u64,
+    /// `client-query-buffer-limit`.
+    pub client_query_buffer_limit: u64,
+    /// `client-output-buffer-limit`.
+    pub output_limits: OutputLimits,
+    /// `tcp-keepalive` seconds.
+    pub tcp_keepalive: u64,
+    /// `save` rules as written (the persistence layer reads them).
+    pub save: String,
+    /// `appendonly`.
+    pub appendonly: bool,
+    /// `appendfsync` (`always`, `everysec`, `no`).
+    pub appendfsync: String,
+    /// `dir`.
+    pub dir: String,
+    /// `dbfilename`.
+    pub dbfilename: String,
+    /// `appendfilename`.
+    pub appendfilename: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            port: 6379,
+            ws_port: 6380,
+            bind: vec!["127.0.0.1".to_string()],
+            protected_mode: true,
+            requirepass: String::new(),
+            maxclients: 10_000,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: 5,
+            maxkeys: 0,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            timeout: 0,
+            databases: 16,
+            notify: KeyspaceFlags::default(),
+            loglevel: "notice".to_string(),
+            hz: 10,
+            proto_max_bulk_len: 512 << 20,
+            client_query_buffer_limit: 1 << 30,
+            output_limits: OutputLimits::default(),
+            tcp_keepalive: 300,
+            save: String::new(),
+            appendonly: false,
+            appendfsync: "everysec".to_string(),
+            dir: ".".to_string(),
+            dbfilename: "dump.rdb".to_string(),
+            appendfilename: "appendonly.aof".to_string(),
+        }
+    }
+}
+
+/// One configuration parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Its name, as `CONFIG GET` and the config file spell it.
+    pub name: &'static str,
+    /// Whether `CONFIG SET` may change it on a running hub.
+    pub mutable: bool,
+    /// Whether its value is masked when printed.
+    pub secret: bool,
+}
+
+const fn p(name: &'static str, mutable: bool) -> Param {
+    Param { name, mutable, secret: false }
+}
+
+/// Every parameter, in `CONFIG GET *` order.
+pub static PARAMS: &[Param] = &[
+    p("port", false),
+    p("ws-port", false),
+    p("bind", false),
+    p("protected-mode", true),
+    Param { name: "requirepass", mutable: true, secret: true },
+    p("maxclients", true),
+    p("maxmemory", true),
+    p("maxmemory-policy", true),
+    p("maxmemory-samples", true),
+    p("maxkeys", true),
+    p("lfu-log-factor", true),
+    p("lfu-decay-time", true),
+    p("timeout", true),
+    p("databases", false),
+    p("notify-keyspace-events", true),
+    p("loglevel", false),
+    p("hz", true),
+    p("proto-max-bulk-len", true),
+    p("client-query-buffer-limit", true),
+    p("client-output-buffer-limit", true),
+    p("tcp-keepalive", true),
+    p("save", true),
+    p("appendonly", true),
+    p("appendfsync", true),
+    p("dir", true),
+    p("dbfilename", true),
+    p("appendfilename", false),
+];
+
+/// Finds a parameter by name, case-insensitively.
+pub fn param(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// Parses a Redis memory value: `100`, `1k` (1000), `1kb` (1024), `5mb`, `2gb`.
+pub fn parse_memory(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, mul): (&str, u64) = if let Some(d) = t.strip_suffix("gb") {
+        (d, 1 << 30)
+    } else if let Some(d) = t.strip_suffix("mb") {
+        (d, 1 << 20)
+    } else if let Some(d) = t.strip_suffix("kb") {
+        (d, 1 << 10)
+    } else if let Some(d) = t.strip_suffix('g') {
+        (d, 1_000_000_000)
+    } else if let Some(d) = t.strip_suffix('m') {
+        (d, 1_000_000)
+    } else if let Some(d) = t.strip_suffix('k') {
+        (d, 1_000)
+    } else if let Some(d) = t.strip_suffix('b') {
+        (d, 1)
+    } else {
+        (t.as_str(), 1)
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(mul)
+}
+
+fn parse_int(text: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = text.trim().parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    if n < min || n > max {
+        return Err(format!("argument must be between {} and {} inclusive", min, max));
+    }
+    Ok(n)
+}
+
+fn parse_mem_bounded(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let n = parse_memory(text).ok_or_else(|| "argument must be a memory value".to_string())?;
+    if n < min || n > max {
+        return Err(format!("argument must be between {} and {} inclusive", min, max));
+    }
+    Ok(n)
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".to_string()),
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn parse_output_limits(text: &str, current: OutputLimits) -> Result<OutputLimits, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 4 != 0 {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+    }
+    let mut out = current;
+    for chunk in words.chunks(4) {
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string();
+        let hard = parse_memory(chunk[1]).ok_or_else(bad)?;
+        let soft = parse_memory(chunk[2]).ok_or_else(bad)?;
+        let soft_secs = chunk[3].parse::<u64>().map_err(|_| bad())?;
+        let limit = BufferLimit { hard, soft, soft_secs };
+        match chunk[0].to_ascii_lowercase().as_str() {
+            "normal" => out.normal = limit,
+            "slave" | "replica" => out.replica = limit,
+            "pubsub" => out.pubsub = limit,
+            _ => return Err("Invalid client class specified in buffer limit configuration.".to_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_save(text: &str) -> Result<String, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() % 2 != 0 || words.iter().any(|w| w.parse::<u64>().is_err()) {
+        return Err("Invalid save parameters".to_string());
+    }
+    Ok(words.join(" "))
+}
+
+impl Settings {
+    /// Sets one parameter from its text form. `Err` is the reason, as Redis words it after
+    /// `CONFIG SET failed (possibly related to argument '…') - `.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let Some(param) = param(name) else { return Err(format!("unknown parameter '{}'", name)) };
+        match param.name {
+            "port" => self.port = parse_int(value, 0, 65535)? as u16,
+            "ws-port" => self.ws_port = parse_int(value, 0, 65535)? as u16,
+            "bind" => {
+                let addrs: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+                if addrs.is_empty() {
+                    return Err("Too many bind addresses specified.".to_string());
+                }
+                self.bind = addrs;
+            }
+            "protected-mode" => self.protected_mode = parse_bool(value)?,
+            "requirepass" => self.requirepass = value.to_string(),
+            "maxclients" => self.maxclients = parse_int(value, 1, u32::MAX as i64)? as usize,
+            "maxmemory" => self.maxmemory = parse_mem_bounded(value, 0, i64::MAX as u64)?,
+            "maxmemory-policy" => {
+                self.maxmemory_policy = Policy::parse(value.trim()).ok_or_else(|| {
+                    "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction".to_string()
+                })?
+            }
+            "maxmemory-samples" => self.maxmemory_samples = parse_int(value, 1, i32::MAX as i64)? as u64,
+            "maxkeys" => self.maxkeys = parse_int(value, 0, i64::MAX)? as u64,
+            "lfu-log-factor" => self.lfu_log_factor = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "lfu-decay-time" => self.lfu_decay_time = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "timeout" => self.timeout = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "databases" => self.databases = parse_int(value, 1, i32::MAX as i64)? as usize,
+            "notify-keyspace-events" => {
+                self.notify = KeyspaceFlags::parse(value)
+                    .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string())?
+            }
+            "loglevel" => {
+                let v = value.trim().to_ascii_lowercase();
+                if !matches!(v.as_str(), "debug" | "verbose" | "notice" | "warning" | "nothing" | "trace" | "info" | "warn" | "error") {
+                    return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".to_string());
+                }
+                self.loglevel = v;
+            }
+            "hz" => self.hz = parse_int(value, 0, i32::MAX as i64)?.clamp(1, 500) as u64,
+            "proto-max-bulk-len" => self.proto_max_bulk_len = parse_mem_bounded(value, 1 << 20, i64::MAX as u64)?,
+            "client-query-buffer-limit" => {
+                self.client_query_buffer_limit = parse_mem_bounded(value, 1 << 20, i64::MAX as u64)?
+            }
+            "client-output-buffer-limit" => self.output_limits = parse_output_limits(value, self.output_limits)?,
+            "tcp-keepalive" => self.tcp_keepalive = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "save" => self.save = parse_save(value)?,
+            "appendonly" => self.appendonly = parse_bool(value)?,
+            "appendfsync" => {
+                let v = value.trim().to_ascii_lowercase();
+                if !matches!(v.as_str(), "always" | "everysec" | "no") {
+                    return Err("argument(s) must be one of the following: always, everysec, no".to_string());
+                }
+                self.appendfsync = v;
+            }
+            "dir" => self.dir = value.to_string(),
+            "dbfilename" => {
+                if value.contains('/') {
+                    return Err("dbfilename can't be a path, just a filename".to_string());
+                }
+                self.dbfilename = value.to_string();
+            }
+            "appendfilename" => self.appendfilename = value.to_string(),
+            _ => return Err(format!("unknown parameter '{}'", name)),
+        }
+        Ok(())
+    }
+
+    /// The text form of a parameter, as `CONFIG GET` shows it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let param = param(name)?;
+        Some(match param.name {
+            "port" => self.port.to_string(),
+            "ws-port" => self.ws_port.to_string(),
+            "bind" => self.bind.join(" "),
+            "protected-mode" => yes_no(self.protected_mode),
+            "requirepass" => self.requirepass.clone(),
+            "maxclients" => self.maxclients.to_string(),
+            "maxmemory" => self.maxmemory.to_string(),
+            "maxmemory-policy" => self.maxmemory_policy.name().to_string(),
+            "maxmemory-samples" => self.maxmemory_samples.to_string(),
+            "maxkeys" => self.maxkeys.to_string(),
+            "lfu-log-factor" => self.lfu_log_factor.to_string(),
+            "lfu-decay-time" => self.lfu_decay_time.to_string(),
+            "timeout" => self.timeout.to_string(),
+            "databases" => self.databases.to_string(),
+            "notify-keyspace-events" => self.notify.to_string(),
+            "loglevel" => self.loglevel.clone(),
+            "hz" => self.hz.to_string(),
+            "proto-max-bulk-len" => self.proto_max_bulk_len.to_string(),
+            "client-query-buffer-limit" => self.client_query_buffer_limit.to_string(),
+            "client-output-buffer-limit" => self.output_limits.to_string(),
+            "tcp-keepalive" => self.tcp_keepalive.to_string(),
+            "save" => self.save.clone(),
+            "appendonly" => yes_no(self.appendonly),
+            "appendfsync" => self.appendfsync.clone(),
+            "dir" => self.dir.clone(),
+            "dbfilename" => self.dbfilename.clone(),
+            "appendfilename" => self.appendfilename.clone(),
+            _ => return None,
+        })
+    }
+
+    /// Reads a config file in redis.conf format: one `name value…` per line, `#` starts a
+    /// comment line, values may be quoted (`requirepass "a b"`).
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        self.apply_text(&text, &path.display().to_string())
+    }
+
+    /// Applies config-file text; `origin` names it in errors.
+    pub fn apply_text(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let words = recached_engine::resp::frame::split_args(line.as_bytes()).ok_or_else(|| {
+                ConfigError::Invalid(format!("{}:{}: unbalanced quotes in '{}'", origin, n + 1, line))
+            })?;
+            let words: Vec<String> = words.into_iter().map(|w| String::from_utf8_lossy(&w).into_owned()).collect();
+            let Some((name, values)) = words.split_first() else { continue };
+            if param(name).is_none() {
+                return Err(ConfigError::Invalid(format!("{}:{}: unknown parameter '{}'", origin, n + 1, name)));
+            }
+            self.set(name, &values.join(" "))
+                .map_err(|why| ConfigError::Invalid(format!("{}:{}: '{}': {}", origin, n + 1, name, why)))?;
+        }
+        Ok(())
+    }
+
+    /// Builds the effective settings: defaults, then the config file, then flags and
+    /// environment variables.
+    pub fn from_args(args: &Args) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        if let Some(path) = &args.config {
+            s.apply_file(path)?;
+        }
+        for (name, value) in args.pairs() {
+            s.set(name, value).map_err(|why| ConfigError::Invalid(format!("--{}: {}", name, why)))?;
+        }
+        Ok(s)
+    }
+
+    /// Every parameter and its value, secrets masked, for the start-up log.
+    pub fn masked(&self) -> Vec<(&'static str, String)> {
+        PARAMS
+            .iter()
+            .map(|p| {
+                let v = self.get(p.name).unwrap_or_default();
+                let v = if p.secret && !v.is_empty() { "********".to_string() } else { v };
+                (p.name, v)
+            })
+            .collect()
+    }
+
+    /// The engine settings these map onto.
+    pub fn engine_config(&self) -> recached_engine::Config {
+        let mut c = recached_engine::Config { databases: self.databases, ..Default::default() };
+        self.apply_engine(&mut c);
+        c
+    }
+
+    /// Copies the runtime-changeable engine settings into `c`.
+    pub fn apply_engine(&self, c: &mut recached_engine::Config) {
+        c.maxmemory = self.maxmemory as usize;
+        c.maxkeys = self.maxkeys as usize;
+        c.policy = self.maxmemory_policy;
+        c.maxmemory_samples = self.maxmemory_samples as usize;
+        c.lfu_log_factor = self.lfu_log_factor as u32;
+        c.lfu_decay_time = self.lfu_decay_time as u32;
+        c.keyspace_events = self.notify.engine_mask();
+    }
+
+    /// Whether any bind address reaches beyond the loopback interface.
+    pub fn binds_beyond_loopback(&self) -> bool {
+        self.bind.iter().any(|a| !is_loopback(a))
+    }
+}
+
+/// Whether a bind address is loopback only (`127.x`, `::1`, `localhost`).
+pub fn is_loopback(addr: &str) -> bool {
+    let a = addr.trim_start_matches('-');
+    if a.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match a.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("1kb"), Some(1024));
+        assert_eq!(parse_memory("5MB"), Some(5 << 20));
+        assert_eq!(parse_memory("2gb"), Some(2 << 30));
+        assert_eq!(parse_memory("1g"), Some(1_000_000_000));
+        assert_eq!(parse_memory("abc"), None);
+        assert_eq!(parse_memory("-1"), None);
+        assert_eq!(parse_memory(""), None);
+        assert_eq!(parse_memory("99999999999999999999gb"), None);
+    }
+
+    #[test]
+    fn set_and_get_with_redis_errors() {
+        let mut s = Settings::default();
+        s.set("maxmemory", "100mb").unwrap();
+        assert_eq!(s.get("maxmemory").unwrap(), "104857600");
+        assert_eq!(s.set("maxmemory", "abc").unwrap_err(), "argument must be a memory value");
+        assert_eq!(s.set("maxclients", "abc").unwrap_err(), "argument couldn't be parsed into an integer");
+        assert_eq!(s.set("maxclients", "0").unwrap_err(), "argument must be between 1 and 4294967295 inclusive");
+        assert_eq!(s.set("appendonly", "maybe").unwrap_err(), "argument must be 'yes' or 'no'");
+        assert!(s.set("maxmemory-policy", "foo").unwrap_err().starts_with("argument(s) must be one of"));
+        s.set("MAXMEMORY-POLICY", "allkeys-lru").unwrap();
+        assert_eq!(s.get("maxmemory-policy").unwrap(), "allkeys-lru");
+        assert_eq!(s.get("client-output-buffer-limit").unwrap(), "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60");
+        s.set("client-output-buffer-limit", "pubsub 1mb 0 0").unwrap();
+        assert_eq!(s.output_limits.pubsub, BufferLimit { hard: 1 << 20, soft: 0, soft_secs: 0 });
+        assert_eq!(s.set("save", "abc").unwrap_err(), "Invalid save parameters");
+        s.set("save", "3600 1 300 100").unwrap();
+        assert!(s.get("nosuch").is_none());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let mut s = Settings::default();
+        s.apply_text("# comment\nport 7000\n\nrequirepass \"a b\"\nmaxmemory 1mb\nbind 127.0.0.1 ::1\n", "test.conf").unwrap();
+        assert_eq!(s.port, 7000);
+        assert_eq!(s.requirepass, "a b");
+        assert_eq!(s.bind, vec!["127.0.0.1", "::1"]);
+        let err = s.apply_text("nosuch 1\n", "test.conf").unwrap_err().to_string();
+        assert_eq!(err, "test.conf:1: unknown parameter 'nosuch'");
+        let err = s.apply_text("port abc\n", "x.conf").unwrap_err().to_string();
+        assert!(err.contains("x.conf:1: 'port'"), "{}", err);
+
+        let dir = std::env::temp_dir().join(format!("recached-config-test-{}", std::process::id()));
+        std::fs::write(&dir, "port 7000\nmaxclients 5\n").unwrap();
+        let args = Args { config: Some(dir.clone()), port: Some("7001".into()), ..Default::default() };
+        let s = Settings::from_args(&args).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(s.port, 7001, "flags override the file");
+        assert_eq!(s.maxclients, 5);
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut s = Settings::default();
+        s.set("requirepass", "hunter2").unwrap();
+        let shown = s.masked();
+        assert!(shown.iter().any(|(k, v)| *k == "requirepass" && v == "********"));
+        assert!(!format!("{:?}", shown).contains("hunter2"));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("0.0.0.0"));
+        assert!(!is_loopback("*"));
+        assert!(!is_loopback("192.168.1.4"));
+    }
+
+    #[test]
+    fn clap_reads_env_names() {
+        let args = Args::try_parse_from(["recached", "--port", "0", "--maxmemory-policy", "allkeys-lru", "--ws-port", "7"]).unwrap();
+        assert_eq!(args.port.as_deref(), Some("0"));
+        assert_eq!(args.ws_port.as_deref(), Some("7"));
+        assert_eq!(args.maxmemory_policy.as_deref(), Some("allkeys-lru"));
+    }
+}

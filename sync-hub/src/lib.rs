@@ -1,0 +1,62 @@
+//! # recached-hub
+//!
+//! The native Recached server: a tokio host around the pure [`recached_engine`] that Redis
+//! clients use unchanged (RESP2 and RESP3 over TCP, port 6379 by default). The binary is
+//! `recached`; this library lets tests and tools embed the same server.
+//!
+//! # Layout
+//! - [`config`]: flags (each also a `RECACHED_*` variable), the redis.conf-style file, and
+//!   the `CONFIG GET/SET` view, validated in one place.
+//! - [`server`]: binding (protected mode), the accept loop, `maxclients`, graceful shutdown.
+//! - [`resp_conn`]: one connection: persistent read buffer, pipelined batches under one
+//!   lock, one write per batch, blocking commands, protocol errors.
+//! - [`hub`]: the shared state — one `Engine` behind a mutex taken once per batch — and the
+//!   work after each batch: change sinks, keyspace notifications, waking blocked clients.
+//! - [`commands`]: the host commands (AUTH, HELLO, CLIENT, CONFIG, INFO, pub/sub, …);
+//!   [`info`]: INFO and CLIENT LIST text.
+//! - [`pubsub`], [`notify`], [`blocking`], [`auth`], [`expiry`]: the registry of
+//!   subscribers, keyspace notification flags, parked clients, failed-AUTH throttling, and
+//!   the active-expiry task.
+//!
+//! # Example
+//! ```no_run
+//! use recached_hub::{config::Settings, server::Server};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut settings = Settings::default();
+//! settings.port = 0; // any free port
+//! let server = Server::bind(settings).await?;
+//! println!("listening on {}", server.port());
+//! server.serve(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod blocking;
+pub mod commands;
+pub mod config;
+pub mod expiry;
+pub mod hub;
+pub mod info;
+pub mod notify;
+pub mod pubsub;
+pub mod resp_conn;
+pub mod server;
+
+use std::future::Future;
+
+pub use config::{Args, ConfigError, Settings};
+pub use hub::{ChangeSink, Shared};
+pub use server::{HubError, Server};
+
+/// Binds, prints `Ready to accept connections tcp port=<port>` on stdout (tests start the
+/// hub on port 0 and read the port from that line), and serves until `shutdown`
+/// completes. The WebSocket/HTTP listener on `ws-port` plugs in here.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
+    let server = Server::bind(settings).await?;
+    for addr in server.local_addrs() {
+        tracing::info!(%addr, "listening (RESP)");
+    }
+    println!("Ready to accept connections tcp port={}", server.port());
+    server.serve(shutdown).await
+}

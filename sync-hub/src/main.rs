@@ -1,0 +1,78 @@
+//! `recached`: parse the configuration, start tracing, run the hub until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use recached_hub::{Args, Settings};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match Settings::from_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("recached: configuration error: {}", e);
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings.loglevel);
+    let shown: Vec<String> = settings.masked().into_iter().map(|(k, v)| format!("{}={:?}", k, v)).collect();
+    tracing::info!(config = %shown.join(" "), "effective configuration");
+    if settings.requirepass.is_empty() {
+        tracing::warn!("no requirepass set: any local client may connect");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("recached: cannot start the runtime: {}", e);
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(recached_hub::run(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot start");
+            eprintln!("recached: {}", e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Maps Redis's log levels onto tracing's; `RUST_LOG` wins when set.
+fn init_tracing(loglevel: &str) {
+    let level = match loglevel {
+        "trace" => "trace",
+        "debug" => "debug",
+        "verbose" | "info" | "notice" => "info",
+        "warning" | "warn" => "warn",
+        "error" => "error",
+        "nothing" => "off",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

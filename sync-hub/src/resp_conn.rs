@@ -1,0 +1,451 @@
+//! One RESP client connection.
+//!
+//! The read buffer persists across reads, so frames split anywhere are reassembled. After
+//! each read every complete frame is parsed; the whole batch runs under one engine lock,
+//! its replies are encoded into one buffer and written with one syscall. A blocking
+//! command parks the connection: the rest of its pipeline waits behind it, as in Redis.
+//! A broken frame gets `-ERR Protocol error: …` after the replies of the commands before
+//! it, then the connection closes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use recached_engine::command::flags;
+use recached_engine::resp::frame::{take_command, FrameError, Limits};
+use recached_engine::{command, Outcome, Reply, Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::blocking::Waiter;
+use crate::commands::{ConnCtl, HostCalls, ReplyMode, NOAUTH};
+use crate::hub::{encode_reply, now_ms, ClientHandle, ClientInfo, Shared};
+
+/// Most commands run under one lock acquisition, so a huge pipeline cannot starve others.
+const MAX_BATCH_COMMANDS: usize = 1024;
+/// Reply bytes after which a batch stops to flush.
+const MAX_BATCH_OUTPUT: usize = 4 << 20;
+/// Read size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a batch stopped.
+enum Step {
+    /// The queue is empty (or the batch was cut for fairness): read or run more.
+    Continue,
+    /// The last command blocked: wait for its reply or its deadline.
+    Blocked(oneshot::Receiver<Reply>, Option<u64>),
+    /// The next command is an AUTH attempt throttled until then.
+    Delay(Instant),
+    /// Close after flushing.
+    Close,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    handle: Arc<ClientHandle>,
+    session: Session,
+    ctl: ConnCtl,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    queue: VecDeque<Vec<Bytes>>,
+    proto_err: Option<FrameError>,
+    bytes_in: u64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one accepted connection until it closes. `_done` is dropped at the end, which
+/// tells a shutting-down server this connection has finished.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _done: mpsc::Sender<()>) {
+    let id = shared.next_client_id();
+    let handle = Arc::new(ClientHandle::new(id));
+    let laddr = stream.local_addr().unwrap_or(peer);
+    let fd = raw_fd(&stream);
+    let _ = stream.set_nodelay(true);
+    {
+        let mut core = shared.lock();
+        let now = Instant::now();
+        core.hub.stats.connections_received += 1;
+        core.hub.clients.insert(
+            id,
+            ClientInfo {
+                handle: handle.clone(),
+                addr: peer,
+                laddr,
+                fd,
+                name: Bytes::new(),
+                lib_name: Bytes::new(),
+                lib_ver: Bytes::new(),
+                created: now,
+                last_active: now,
+                last_cmd: "NULL",
+                db: 0,
+                resp3: false,
+                multi: -1,
+            },
+        );
+    }
+    let authenticated = !shared.knobs.needs_auth.load(Ordering::Relaxed);
+    let shutdown = shared.shutdown.subscribe();
+    let mut conn = Conn {
+        shared: shared.clone(),
+        stream,
+        handle,
+        session: Session::new(id),
+        ctl: ConnCtl::new(id, peer, authenticated),
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: Vec::with_capacity(READ_CHUNK),
+        queue: VecDeque::new(),
+        proto_err: None,
+        bytes_in: 0,
+        shutdown,
+    };
+    let span = tracing::debug_span!("conn", id, peer = %peer);
+    let _enter = span.enter();
+    tracing::debug!("connected");
+    let why = match conn.run().await {
+        Ok(why) => why,
+        Err(e) => format!("io error: {}", e),
+    };
+    tracing::debug!(cause = %why, "closed");
+    let mut core = shared.lock();
+    core.engine.close_session(&mut conn.session);
+    core.hub.forget_client(id);
+    drop(core);
+    shared.connections.fetch_sub(1, Ordering::AcqRel);
+}
+
+#[cfg(unix)]
+fn raw_fd(stream: &TcpStream) -> i64 {
+    use std::os::fd::AsRawFd;
+    stream.as_raw_fd() as i64
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_: &TcpStream) -> i64 {
+    -1
+}
+
+/// Whether a command is a password attempt (AUTH, or HELLO with AUTH).
+fn is_auth_attempt(args: &[Bytes]) -> bool {
+    let name = &args[0];
+    if name.eq_ignore_ascii_case(b"auth") {
+        return true;
+    }
+    name.eq_ignore_ascii_case(b"hello") && args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(b"auth"))
+}
+
+/// Commands allowed in RESP2 subscribe mode.
+fn allowed_in_subscribe_mode(name: &str) -> bool {
+    matches!(name, "subscribe" | "ssubscribe" | "psubscribe" | "unsubscribe" | "sunsubscribe" | "punsubscribe" | "ping" | "quit" | "reset")
+}
+
+/// Redis's `fullname` of a command: `get`, or `client|list` for container subcommands.
+fn full_name(spec: &command::CommandSpec, args: &[Bytes]) -> String {
+    match (spec.name, args.get(1)) {
+        ("client" | "config" | "pubsub" | "command" | "object" | "memory" | "script" | "function" | "acl" | "cluster" | "xinfo", Some(sub)) => {
+            format!("{}|{}", spec.name, String::from_utf8_lossy(sub).to_ascii_lowercase())
+        }
+        _ => spec.name.to_string(),
+    }
+}
+
+impl Conn {
+    async fn run(&mut self) -> std::io::Result<String> {
+        let mut idle_since = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            while !self.queue.is_empty() {
+                let step = self.run_batch();
+                self.flush().await?;
+                match step {
+                    Step::Continue => {}
+                    Step::Close => return Ok("closed by command".into()),
+                    Step::Delay(until) => tokio::time::sleep_until(until.into()).await,
+                    Step::Blocked(rx, deadline) => {
+                        if let Some(why) = self.wait_blocked(rx, deadline).await? {
+                            return Ok(why);
+                        }
+                    }
+                }
+                if self.handle.is_killed() {
+                    return Ok("killed".into());
+                }
+            }
+            if let Some(e) = self.proto_err.take() {
+                let line = format!("-{}\r\n", e);
+                self.stream.write_all(line.as_bytes()).await?;
+                tracing::debug!(cause = %e, "protocol error");
+                return Ok("protocol error".into());
+            }
+            let timeout = self.shared.knobs.timeout_secs.load(Ordering::Relaxed);
+            // Subscribers are never closed for idleness, as in Redis.
+            let idle_limit = (timeout > 0 && self.ctl.subscriptions == 0).then(|| idle_since + Duration::from_secs(timeout));
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = self.handle.notify.notified() => {
+                    if self.handle.is_killed() {
+                        return Ok("killed".into());
+                    }
+                    let out = self.handle.take();
+                    if !out.is_empty() {
+                        self.stream.write_all(&out).await?;
+                    }
+                }
+                _ = crate::hub::stopped(&mut shutdown) => return Ok("shutdown".into()),
+                r = self.stream.read_buf(&mut self.rbuf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok("client closed".into());
+                    }
+                    idle_since = Instant::now();
+                    self.bytes_in += n as u64;
+                    if let Some(why) = self.parse() {
+                        return Ok(why);
+                    }
+                }
+                _ = sleep_until_opt(idle_limit) => return Ok("idle timeout".into()),
+            }
+        }
+    }
+
+    /// Moves every complete frame into the queue. `Some(reason)` closes the connection.
+    fn parse(&mut self) -> Option<String> {
+        if self.proto_err.is_some() {
+            return None;
+        }
+        let limits = Limits { max_bulk_len: self.shared.knobs.max_bulk.load(Ordering::Relaxed) as usize, ..Limits::default() };
+        loop {
+            match take_command(&mut self.rbuf, &limits) {
+                Ok(Some(args)) => self.queue.push_back(args),
+                Ok(None) => break,
+                Err(e) => {
+                    self.proto_err = Some(e);
+                    self.rbuf.clear();
+                    return None;
+                }
+            }
+        }
+        let limit = self.shared.knobs.qbuf_limit.load(Ordering::Relaxed);
+        if self.rbuf.len() as u64 > limit {
+            tracing::warn!(peer = %self.ctl.peer, "closing client that reached max query buffer length");
+            return Some("query buffer limit".into());
+        }
+        None
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > MAX_BATCH_OUTPUT {
+                self.wbuf = Vec::with_capacity(READ_CHUNK);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes a reply, honouring CLIENT REPLY and replies a command suppressed.
+    fn emit(&mut self, reply: &Reply) {
+        if self.ctl.suppress_reply {
+            return;
+        }
+        match self.ctl.reply_mode {
+            ReplyMode::On => encode_reply(reply, self.session.resp3, &mut self.wbuf),
+            ReplyMode::Off => {}
+            ReplyMode::Skip => self.ctl.reply_mode = ReplyMode::On,
+        }
+    }
+
+    /// Runs queued commands under one lock acquisition.
+    fn run_batch(&mut self) -> Step {
+        let now = now_ms();
+        let shared = self.shared.clone();
+        let mut guard = shared.lock();
+        let core = &mut *guard;
+        let mut step = Step::Continue;
+        let mut ran = 0;
+        let mut errors = 0u64;
+        let mut last_cmd: Option<&'static str> = None;
+        while let Some(front) = self.queue.front() {
+            if ran >= MAX_BATCH_COMMANDS || self.wbuf.len() >= MAX_BATCH_OUTPUT {
+                break;
+            }
+            if !self.ctl.auth_gate_passed && is_auth_attempt(front) {
+                if let Some(until) = core.hub.auth.gate(self.ctl.peer.ip(), Instant::now()) {
+                    self.ctl.auth_gate_passed = true;
+                    step = Step::Delay(until);
+                    break;
+                }
+            }
+            let Some(args) = self.queue.pop_front() else { break };
+            self.ctl.auth_gate_passed = false;
+            ran += 1;
+            let pre = self.precheck(&args, &mut last_cmd);
+            let outcome = match pre {
+                Some(reply) => Outcome::Reply(reply),
+                None => {
+                    let mut host = HostCalls { hub: &mut core.hub, shared: &shared, conn: &mut self.ctl };
+                    core.engine.execute(&mut self.session, &args, now, &mut host)
+                }
+            };
+            // Messages this very command published to the client itself come first, as
+            // Redis adds them to the output buffer during the command.
+            self.handle.take_into(&mut self.wbuf);
+            for frame in std::mem::take(&mut self.ctl.extra) {
+                self.emit(&frame);
+            }
+            match outcome {
+                Outcome::Reply(reply) => {
+                    if reply.is_error() {
+                        errors += 1;
+                    }
+                    self.emit(&reply);
+                    self.ctl.suppress_reply = false;
+                }
+                Outcome::Blocked(block) => {
+                    let (tx, rx) = oneshot::channel();
+                    let waiter = Waiter {
+                        session: self.session.clone(),
+                        args,
+                        db: block.db,
+                        keys: block.keys,
+                        timeout_reply: block.timeout_reply,
+                        tx,
+                    };
+                    core.hub.blocked.park(self.ctl.id, waiter);
+                    step = Step::Blocked(rx, block.deadline_ms);
+                    break;
+                }
+            }
+            if self.ctl.close {
+                step = Step::Close;
+                break;
+            }
+        }
+        core.after_batch(&shared, now);
+        let stats = &mut core.hub.stats;
+        stats.error_replies += errors;
+        stats.net_input_bytes += std::mem::take(&mut self.bytes_in);
+        stats.net_output_bytes += self.wbuf.len() as u64;
+        if let Some(c) = core.hub.clients.get_mut(&self.ctl.id) {
+            c.db = self.session.db;
+            c.resp3 = self.session.resp3;
+            c.multi = if self.session.in_multi() { 0 } else { -1 };
+            c.last_active = Instant::now();
+            if let Some(name) = last_cmd {
+                c.last_cmd = name;
+            }
+        }
+        step
+    }
+
+    /// Checks that only the connection layer can make: authentication and RESP2 subscribe
+    /// mode. `Some(reply)` answers the command without running it.
+    fn precheck(&mut self, args: &[Bytes], last_cmd: &mut Option<&'static str>) -> Option<Reply> {
+        let subscribed = self.ctl.subscriptions > 0 && !self.session.resp3;
+        if self.ctl.authenticated && !subscribed {
+            if last_cmd.is_none() {
+                *last_cmd = command::lookup(&args[0]).map(|s| s.name);
+            }
+            return None;
+        }
+        // Unknown commands and wrong arity get the engine's errors first, as in Redis.
+        let spec = command::lookup(&args[0])?;
+        if !spec.arity_ok(args.len()) {
+            return None;
+        }
+        *last_cmd = Some(spec.name);
+        if !self.ctl.authenticated && spec.flags & flags::NO_AUTH == 0 {
+            return Some(Reply::err(NOAUTH));
+        }
+        if subscribed {
+            if !allowed_in_subscribe_mode(spec.name) {
+                return Some(Reply::err(format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    full_name(spec, args)
+                )));
+            }
+            if spec.name == "ping" {
+                let msg = args.get(1).cloned().unwrap_or_default();
+                return Some(Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(msg)]));
+            }
+        }
+        None
+    }
+
+    /// Waits for a parked command's reply. `Ok(Some(reason))` closes the connection.
+    async fn wait_blocked(&mut self, mut rx: oneshot::Receiver<Reply>, deadline_ms: Option<u64>) -> std::io::Result<Option<String>> {
+        let deadline = deadline_ms.map(|d| tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                r = &mut rx => {
+                    return match r {
+                        Ok(reply) => {
+                            self.handle.take_into(&mut self.wbuf);
+                            self.emit(&reply);
+                            self.flush().await?;
+                            Ok(None)
+                        }
+                        // Removed without a reply: the client was killed.
+                        Err(_) => Ok(Some("killed while blocked".into())),
+                    };
+                }
+                _ = self.handle.notify.notified() => {
+                    if self.handle.is_killed() {
+                        return Ok(Some("killed".into()));
+                    }
+                    let out = self.handle.take();
+                    if !out.is_empty() {
+                        self.stream.write_all(&out).await?;
+                    }
+                }
+                _ = sleep_until_opt(deadline) => {
+                    let timed_out = self.shared.lock().hub.blocked.remove(self.ctl.id);
+                    let reply = match timed_out {
+                        Some(w) => w.timeout_reply,
+                        // Served in the same instant: the reply is already in the channel.
+                        None => match rx.try_recv() {
+                            Ok(r) => r,
+                            Err(_) => return Ok(Some("killed while blocked".into())),
+                        },
+                    };
+                    self.emit(&reply);
+                    self.flush().await?;
+                    return Ok(None);
+                }
+                _ = crate::hub::stopped(&mut shutdown) => return Ok(Some("shutdown".into())),
+                r = self.stream.read_buf(&mut self.rbuf) => {
+                    // Input is buffered (not run) while blocked; a close ends the wait.
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(Some("client closed while blocked".into()));
+                    }
+                    self.bytes_in += n as u64;
+                    if let Some(why) = self.parse() {
+                        return Ok(Some(why));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt<T: Into<tokio::time::Instant>>(at: Option<T>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
