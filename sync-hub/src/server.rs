@@ -197,9 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn protected_mode_refuses_open_bind_without_password() {
-        let mut s = Settings::default();
-        s.port = 0;
-        s.bind = vec!["0.0.0.0".into()];
+        let mut s = Settings { port: 0, bind: vec!["0.0.0.0".into()], ..Default::default() };
         let err = Server::bind(s.clone()).await.err().expect("refused");
         assert!(err.to_string().contains("protected mode"), "{}", err);
         s.requirepass = "x".into();
