@@ -995,6 +995,13 @@ mod tests {
             &["COPY", "c3", "c4"],
             &["SELECT", "0"],
             &["UNLINK", "c2"],
+            &["SADD", "set", "a", "b", "1"],
+            &["EXPIRE", "set", "500"],
+            &["RENAME", "set", "set2"],
+            &["COPY", "set2", "set3", "DB", "5"],
+            &["SADD", "other", "x"],
+            &["RENAME", "other", "set2"],
+            &["MOVE", "set2", "6"],
         ] {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }
