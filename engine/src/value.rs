@@ -293,7 +293,13 @@ impl Hash {
     }
     /// Removes a field; returns its value.
     pub fn remove(&mut self, field: &[u8]) -> Option<Blob> {
-        let (k, v) = self.map.swap_remove_entry(field)?;
+        // Small hashes keep their order like Redis's listpack (HGETALL after HDEL matches
+        // byte for byte); big ones swap-remove in O(1). Both keep SCAN's guarantee.
+        let (k, v) = if self.map.len() <= 128 {
+            self.map.shift_remove_entry(field)?
+        } else {
+            self.map.swap_remove_entry(field)?
+        };
         self.bytes -= blob_mem(k.len()) + blob_mem(v.len());
         Some(v)
     }

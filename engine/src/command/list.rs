@@ -1182,6 +1182,9 @@ mod tests {
         for args in script {
             let r = t.cmd(args);
             assert!(!r.is_error(), "{:?}: {:?}", args, r);
+            let tracked = t.eng.used_memory();
+            t.eng.recount_memory();
+            assert_eq!(tracked, t.eng.used_memory(), "after {:?}", args);
         }
         t.ok(&["MULTI"]);
         t.cmd(&["SELECT", "0"]);
@@ -1189,6 +1192,10 @@ mod tests {
         t.cmd(&["LMOVE", "tx", "m", "LEFT", "LEFT"]);
         t.cmd(&["BRPOP", "tx", "0"]);
         t.cmd(&["EXEC"]);
+        // Per-command accounting (Ctx::settle) must equal a full recount.
+        let tracked = t.eng.used_memory();
+        t.eng.recount_memory();
+        assert_eq!(tracked, t.eng.used_memory());
         let mut fresh = Engine::default();
         for g in t.eng.take_changes() {
             fresh.apply_group(&g, t.now).expect("apply");
