@@ -174,6 +174,12 @@ fn run(seed: u64, seqs: u64, steps: u64) {
                 assert_eq!(replica.offset(), group.offset);
             }
             replica.take_changes();
+            // Memory accounting kept per command must equal a recount, on both sides.
+            for (side, eng) in [("primary", &mut primary), ("replica", &mut replica)] {
+                let used = eng.used_memory();
+                eng.recount_memory();
+                assert_eq!(used, eng.used_memory(), "seed {} seq {}: {} used_memory drifted\n  {}", seed, seq, side, history.join("\n  "));
+            }
             let (p, r) = (state(&primary, now), state(&replica, now));
             if p != r {
                 let tail = &history[history.len().saturating_sub(20)..];
