@@ -1002,6 +1002,13 @@ mod tests {
             &["SADD", "other", "x"],
             &["RENAME", "other", "set2"],
             &["MOVE", "set2", "6"],
+            &["RPUSH", "list", "a", "b", "c"],
+            &["PEXPIRE", "list", "90000"],
+            &["RENAME", "list", "list2"],
+            &["COPY", "list2", "set3", "REPLACE"],
+            &["LPUSH", "list2", "z"],
+            &["INCR", "cnt"],
+            &["RENAMENX", "cnt", "cnt2"],
         ] {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }

@@ -697,9 +697,7 @@ mod tests {
         assert_eq!(t.changes(), vec![expect]);
     }
 
-    // Uses LPUSH, which the list family provides.
     #[test]
-    #[ignore = "needs LPUSH from the list family"]
     fn get_wrongtype() {
         let mut t = T::new();
         t.int(&["LPUSH", "l", "a"], 1);
