@@ -39,6 +39,11 @@ async fn roundtrip(s: &mut TcpStream, input: &[u8], expect: &str) {
     assert_eq!(read_exact_str(s, expect.len()).await, expect, "after sending {:?}", String::from_utf8_lossy(input));
 }
 
+/// Expects exactly `want` next.
+async fn expect(s: &mut TcpStream, want: &str) {
+    assert_eq!(read_exact_str(s, want.len()).await, want);
+}
+
 /// Reads until the peer closes; returns everything read.
 async fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
@@ -211,4 +216,138 @@ async fn client_kill_closes_the_victim() {
     let id = id.trim().to_string();
     roundtrip(&mut killer, format!("CLIENT KILL ID {}\r\n", id).as_bytes(), ":1\r\n").await;
     assert_eq!(read_to_close(&mut victim).await, "");
+}
+
+#[tokio::test]
+async fn blocking_pop_wakes_first_come_first_served() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut first = connect(addr).await;
+    let mut second = connect(addr).await;
+    let mut pusher = connect(addr).await;
+    first.write_all(b"BLPOP q other 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    second.write_all(b"BLPOP q 0\r\nPING\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut pusher, b"RPUSH q a b\r\n", ":2\r\n").await;
+    expect(&mut first, "*2\r\n$1\r\nq\r\n$1\r\na\r\n").await;
+    // The second waiter gets the next element, then the rest of its pipeline runs.
+    expect(&mut second, "*2\r\n$1\r\nq\r\n$1\r\nb\r\n+PONG\r\n").await;
+    roundtrip(&mut pusher, b"EXISTS q\r\n", ":0\r\n").await;
+}
+
+#[tokio::test]
+async fn blocking_pop_times_out_and_works_in_multi() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut c = connect(addr).await;
+    let t = std::time::Instant::now();
+    roundtrip(&mut c, b"BLPOP nothing 0.2\r\n", "*-1\r\n").await;
+    assert!(t.elapsed() >= Duration::from_millis(190), "{:?}", t.elapsed());
+    // Inside MULTI a blocking command answers at once.
+    roundtrip(&mut c, b"MULTI\r\nBRPOP nothing 0\r\nEXEC\r\n", "+OK\r\n+QUEUED\r\n*1\r\n*-1\r\n").await;
+}
+
+#[tokio::test]
+async fn blmove_chain_wakes_the_next_waiter() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut mover = connect(addr).await;
+    let mut popper = connect(addr).await;
+    let mut pusher = connect(addr).await;
+    popper.write_all(b"BLPOP dst 0\r\n").await.unwrap();
+    mover.write_all(b"BLMOVE src dst LEFT RIGHT 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut pusher, b"LPUSH src x\r\n", ":1\r\n").await;
+    expect(&mut mover, "$1\r\nx\r\n").await;
+    // The element the mover pushed to dst woke the popper in the same critical section.
+    expect(&mut popper, "*2\r\n$3\r\ndst\r\n$1\r\nx\r\n").await;
+}
+
+#[tokio::test]
+async fn killed_or_closed_waiters_are_not_served() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut victim = connect(addr).await;
+    let mut quitter = connect(addr).await;
+    let mut c = connect(addr).await;
+    roundtrip(&mut victim, b"CLIENT ID\r\n", ":1\r\n").await;
+    victim.write_all(b"BLPOP q 0\r\n").await.unwrap();
+    quitter.write_all(b"BLPOP q 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(quitter);
+    roundtrip(&mut c, b"CLIENT KILL ID 1\r\n", ":1\r\n").await;
+    assert_eq!(read_to_close(&mut victim).await, "");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut c, b"RPUSH q a\r\nLLEN q\r\n", ":1\r\n:1\r\n").await;
+}
+
+#[tokio::test]
+async fn client_unblock() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut w = connect(addr).await;
+    let mut c = connect(addr).await;
+    roundtrip(&mut w, b"CLIENT ID\r\n", ":1\r\n").await;
+    w.write_all(b"BLPOP q 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut c, b"CLIENT UNBLOCK 1\r\n", ":1\r\n").await;
+    expect(&mut w, "*-1\r\n").await;
+    w.write_all(b"BLPOP q 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut c, b"CLIENT UNBLOCK 1 ERROR\r\nCLIENT UNBLOCK 1\r\n", ":1\r\n:0\r\n").await;
+    let want = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
+    assert_eq!(read_exact_str(&mut w, want.len()).await, want);
+}
+
+#[tokio::test]
+async fn active_expiry_publishes_expired_events() {
+    let (addr, _stop) = start(|s| s.set("notify-keyspace-events", "Ex").unwrap()).await;
+    let mut sub = connect(addr).await;
+    let mut c = connect(addr).await;
+    let want = "*3\r\n$9\r\nsubscribe\r\n$22\r\n__keyevent@0__:expired\r\n:1\r\n";
+    roundtrip(&mut sub, b"SUBSCRIBE __keyevent@0__:expired\r\n", want).await;
+    // A far deadline first, then a near one: the expiry task must wake early for it.
+    roundtrip(&mut c, b"SET far v EX 100\r\nSET k v PX 100\r\n", "+OK\r\n+OK\r\n").await;
+    let t = std::time::Instant::now();
+    let want = "*3\r\n$7\r\nmessage\r\n$22\r\n__keyevent@0__:expired\r\n$1\r\nk\r\n";
+    assert_eq!(read_exact_str(&mut sub, want.len()).await, want);
+    assert!(t.elapsed() < Duration::from_secs(2), "expired late: {:?}", t.elapsed());
+    roundtrip(&mut c, b"DBSIZE\r\n", ":1\r\n").await;
+}
+
+#[tokio::test]
+async fn subscriber_over_output_limit_is_disconnected() {
+    let (addr, _stop) = start(|s| s.set("client-output-buffer-limit", "pubsub 64kb 0 0").unwrap()).await;
+    let mut sub = connect(addr).await;
+    let mut publ = connect(addr).await;
+    roundtrip(&mut sub, b"SUBSCRIBE c\r\n", "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n").await;
+    // The subscriber never reads; the publisher floods it far past 64 KB plus socket buffers.
+    let big = "x".repeat(64 * 1024);
+    let cmd = format!("*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n${}\r\n{}\r\n", big.len(), big);
+    let mut dropped = false;
+    for _ in 0..400 {
+        publ.write_all(cmd.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = publ.read(&mut buf).await.unwrap();
+        if &buf[..n] == b":0\r\n" {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the slow subscriber was never disconnected");
+    roundtrip(&mut publ, b"PUBSUB NUMSUB c\r\n", "*2\r\n$1\r\nc\r\n:0\r\n").await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_flushes_and_stops() {
+    let mut settings = Settings { port: 0, ..Settings::default() };
+    settings.maxclients = 10;
+    let server = Server::bind(settings).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = rx.await;
+    }));
+    let mut c = connect(addr).await;
+    roundtrip(&mut c, b"SET a 1\r\n", "+OK\r\n").await;
+    tx.send(()).unwrap();
+    assert_eq!(read_to_close(&mut c).await, "");
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns").unwrap().unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
