@@ -399,30 +399,33 @@ pub struct HelloReply {
 impl HelloReply {
     /// Appends the reply frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let list = |out: &mut Vec<u8>, items: &[Bytes]| {
+            w_len(out, b'*', items.len());
+            items.iter().for_each(|p| w_bulk(out, p));
+        };
         w_len(out, b'%', 11);
-        let pairs: [(&str, &dyn Fn(&mut Vec<u8>)); 11] = [
-            ("proto", &|o| w_int(o, self.proto)),
-            ("hub", &|o| w_bulk(o, self.hub.as_bytes())),
-            ("replid", &|o| w_bulk(o, self.replid.as_bytes())),
-            ("offset", &|o| w_int(o, self.offset as i64)),
-            ("time", &|o| w_int(o, self.time as i64)),
-            ("sub", &|o| w_bulk(o, self.sub.as_bytes())),
-            ("exp", &|o| w_int(o, self.exp as i64)),
-            ("read", &|o| {
-                w_len(o, b'*', self.read.len());
-                self.read.iter().for_each(|p| w_bulk(o, p));
-            }),
-            ("write", &|o| {
-                w_len(o, b'*', self.write.len());
-                self.write.iter().for_each(|p| w_bulk(o, p));
-            }),
-            ("maxmsg", &|o| w_int(o, self.maxmsg as i64)),
-            ("window", &|o| w_int(o, self.window as i64)),
-        ];
-        for (k, v) in pairs {
-            w_bulk(out, k.as_bytes());
-            v(out);
-        }
+        w_bulk(out, b"proto");
+        w_int(out, self.proto);
+        w_bulk(out, b"hub");
+        w_bulk(out, self.hub.as_bytes());
+        w_bulk(out, b"replid");
+        w_bulk(out, self.replid.as_bytes());
+        w_bulk(out, b"offset");
+        w_int(out, self.offset as i64);
+        w_bulk(out, b"time");
+        w_int(out, self.time as i64);
+        w_bulk(out, b"sub");
+        w_bulk(out, self.sub.as_bytes());
+        w_bulk(out, b"exp");
+        w_int(out, self.exp as i64);
+        w_bulk(out, b"read");
+        list(out, &self.read);
+        w_bulk(out, b"write");
+        list(out, &self.write);
+        w_bulk(out, b"maxmsg");
+        w_int(out, self.maxmsg as i64);
+        w_bulk(out, b"window");
+        w_int(out, self.window as i64);
     }
 
     /// Reads the reply frame.

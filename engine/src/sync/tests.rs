@@ -65,7 +65,6 @@ struct SimClient {
 }
 
 struct Sim {
-    rng: Rng,
     engine: Engine,
     hub: SyncHub,
     now: u64,
@@ -78,7 +77,7 @@ impl Sim {
     fn new(seed: u64, config: HubConfig) -> Sim {
         let engine = Engine::new(Config { seed, ..Config::default() });
         let hub = SyncHub::new(config, Auth::with_secret(SECRET), "a".repeat(40), engine.offset());
-        Sim { rng: Rng::new(seed), engine, hub, now: T0, next_conn: 1000, clients: Vec::new(), backends: (0..5).map(|i| Session::new(100 + i)).collect() }
+        Sim { engine, hub, now: T0, next_conn: 1000, clients: Vec::new(), backends: (0..5).map(|i| Session::new(100 + i)).collect() }
     }
 
     fn add_client(&mut self, sub: &str, read: &[&str], write: &[&str], patterns: &[&str], skew: i64) -> usize {
@@ -524,11 +523,469 @@ fn convergence_fixed_seed() {
 
 #[test]
 fn convergence_random_seed() {
-    // A fresh seed each run, printed so a failure can be replayed with the fixed test.
-    let seed = {
+    // A fresh seed each run, printed; SYNC_SEED=<n> replays one.
+    let seed = std::env::var("SYNC_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
         let addr = &t as *const u64 as u64;
         t ^ addr.rotate_left(17)
-    };
+    });
     run_convergence(seed, 4000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Targeted scenarios.
+
+fn live_client(sim: &mut Sim, read: &[&str], patterns: &[&str]) -> usize {
+    let i = sim.add_client("u", read, read, patterns, 0);
+    sim.connect(i);
+    sim.deliver_all();
+    assert_eq!(sim.clients[i].c.status(), Status::Live);
+    i
+}
+
+fn get(sim: &mut Sim, i: usize, key: &str) -> Reply {
+    let local = sim.local(i);
+    let r = sim.clients[i].c.execute(&args(&["GET", key]), local).reply;
+    sim.flush(i);
+    r
+}
+
+fn changed_events(sim: &mut Sim, i: usize) -> Vec<Vec<Bytes>> {
+    std::mem::take(&mut sim.clients[i].events).into_iter().filter_map(|e| if let Event::Changed(k) = e { Some(k) } else { None }).collect()
+}
+
+#[test]
+fn short_disconnect_resumes_with_continue() {
+    let mut sim = Sim::new(1, HubConfig::default());
+    let i = live_client(&mut sim, &["*"], &["*"]);
+    sim.backend(0, args(&["SET", "a", "1"]));
+    sim.deliver_all();
+    let snap_keys = sim.clients[i].c.stats().snapshot_keys;
+    sim.drop_link(i, false);
+    sim.backend(0, args(&["SET", "b", "2"]));
+    sim.backend(0, args(&["DEL", "a"]));
+    sim.connect(i);
+    sim.deliver_all();
+    let st = sim.clients[i].c.stats().clone();
+    assert_eq!(st.continues, 1);
+    assert_eq!(st.full_syncs, 1, "only the first connection took a snapshot");
+    assert_eq!(st.snapshot_keys, snap_keys, "no snapshot was sent on resume");
+    assert_eq!(get(&mut sim, i, "b"), Reply::bulk("2"));
+    assert_eq!(get(&mut sim, i, "a"), Reply::Nil);
+    sim.check_converged();
+}
+
+#[test]
+fn long_disconnect_falls_back_to_full() {
+    let mut sim = Sim::new(2, HubConfig { backlog_bytes: 2048, ..HubConfig::default() });
+    let i = live_client(&mut sim, &["*"], &["*"]);
+    sim.backend(0, args(&["SET", "keep", "x"]));
+    sim.deliver_all();
+    sim.drop_link(i, false);
+    for n in 0..200 {
+        sim.backend(0, args(&["SET", &format!("k{}", n % 7), &format!("{n}")]));
+    }
+    sim.connect(i);
+    sim.deliver_all();
+    let st = sim.clients[i].c.stats().clone();
+    assert_eq!(st.continues, 0);
+    assert_eq!(st.full_syncs, 2);
+    assert_eq!(get(&mut sim, i, "k3"), Reply::bulk("199"));
+    sim.check_converged();
+}
+
+#[test]
+fn quiet_subscriber_resumes_from_heartbeat_offset() {
+    // A client that watches quiet keys still resumes with continue after much traffic
+    // elsewhere, thanks to sync.at.
+    let mut sim = Sim::new(3, HubConfig { backlog_bytes: 2048, ..HubConfig::default() });
+    let i = live_client(&mut sim, &["*"], &["quiet:*"]);
+    for n in 0..200 {
+        sim.backend(0, args(&["SET", "noise", &format!("{n}")]));
+        if n % 20 == 0 {
+            sim.advance(1001);
+        }
+    }
+    sim.advance(1001);
+    sim.deliver_all();
+    sim.drop_link(i, false);
+    sim.backend(0, args(&["SET", "quiet:1", "x"]));
+    sim.connect(i);
+    sim.deliver_all();
+    assert_eq!(sim.clients[i].c.stats().continues, 1);
+    assert_eq!(get(&mut sim, i, "quiet:1"), Reply::bulk("x"));
+}
+
+#[test]
+fn scope_user_1_never_sees_other_keys() {
+    let mut sim = Sim::new(4, HubConfig::default());
+    for (k, v) in [("user:1:a", "1"), ("user:1:b", "2"), ("user:2:a", "3"), ("other", "4")] {
+        sim.backend(0, args(&["SET", k, v]));
+    }
+    let i = live_client(&mut sim, &["user:1:*"], &["user:1:*"]);
+    assert_eq!(sim.clients[i].c.stats().snapshot_keys, 2);
+    // Changes elsewhere never arrive; RENAME and MOVE out of scope arrive as DEL.
+    sim.backend(0, args(&["SET", "user:2:a", "changed"]));
+    sim.backend(0, args(&["SET", "user:10:a", "x"]));
+    sim.backend(0, args(&["RENAME", "user:1:a", "other:x"]));
+    sim.backend(0, args(&["MOVE", "user:1:b", "1"]));
+    sim.backend(0, args(&["RENAME", "other", "user:1:c"]));
+    sim.deliver_all();
+    assert_eq!(get(&mut sim, i, "user:1:a"), Reply::Nil);
+    assert_eq!(get(&mut sim, i, "user:1:b"), Reply::Nil);
+    assert_eq!(get(&mut sim, i, "user:1:c"), Reply::bulk("4"));
+    // Replies: out-of-scope reads and keyspace scans are refused.
+    for cmd in [&["GET", "user:2:a"][..], &["KEYS", "*"], &["SCAN", "0"], &["DBSIZE"], &["MGET", "user:1:c", "other:x"], &["EXISTS", "user:2:a"]] {
+        let id = sim.clients[i].c.remote(args(cmd)).unwrap();
+        sim.flush(i);
+        sim.deliver_all();
+        let reply = sim.clients[i].events.iter().rev().find_map(|e| match e {
+            Event::Reply { id: r, reply } if *r == id => Some(reply.clone()),
+            _ => None,
+        });
+        match reply {
+            Some(Frame::Error(e)) => assert!(e.starts_with(b"NOPERM"), "{cmd:?}: {e:?}"),
+            other => panic!("{cmd:?} answered {other:?}"),
+        }
+    }
+    let id = sim.clients[i].c.remote(args(&["GET", "user:1:c"])).unwrap();
+    sim.flush(i);
+    sim.deliver_all();
+    assert!(sim.clients[i].events.contains(&Event::Reply { id, reply: Frame::Bulk(b("4")) }));
+    // A subscription wider than the scope is refused.
+    sim.clients[i].c.set_patterns(args(&["user:*"]));
+    sim.flush(i);
+    sim.deliver_all();
+    assert!(sim.clients[i].events.iter().any(|e| matches!(e, Event::SubscribeFailed(t) if t.starts_with("NOPERM"))));
+    for k in &sim.clients[i].received_keys {
+        assert!(k.starts_with(b"user:1:"), "received {:?}", k);
+    }
+}
+
+#[test]
+fn out_of_scope_writes_are_refused_and_rolled_back() {
+    let mut sim = Sim::new(5, HubConfig::default());
+    let i = sim.add_client("u1", &["user:1:*"], &["user:1:*"], &["user:1:*"], 0);
+    // Before the first HELLO the client does not know its scope: the write applies
+    // locally, the hub refuses it, the client rolls back.
+    let seq = sim.submit(i, args(&["SET", "user:2:x", "nope"])).unwrap();
+    sim.submit(i, args(&["SET", "user:1:x", "yes"])).unwrap();
+    let local = sim.local(i);
+    assert_eq!(sim.clients[i].c.execute(&args(&["GET", "user:2:x"]), local).reply, Reply::bulk("nope"));
+    sim.connect(i);
+    sim.deliver_all();
+    let rejected = sim.clients[i].events.iter().find_map(|e| match e {
+        Event::Rejected { seq: s, error } if *s == seq => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(rejected.as_deref(), Some("NOPERM this user has no permissions to access one of the keys used as arguments"));
+    assert_eq!(get(&mut sim, i, "user:2:x"), Reply::Nil);
+    assert_eq!(get(&mut sim, i, "user:1:x"), Reply::bulk("yes"));
+    assert!(sim.engine.db(0).unwrap().get(b"user:2:x").is_none());
+    // Once the scope is known, the client refuses locally and sends nothing.
+    let local = sim.local(i);
+    let s = sim.clients[i].c.execute(&args(&["SET", "user:2:y", "no"]), local);
+    assert_eq!(s.seq, None);
+    assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM")));
+    assert_eq!(get(&mut sim, i, "user:2:y"), Reply::Nil);
+    // Keyless writes need an unrestricted grant.
+    let s = sim.clients[i].c.execute(&args(&["FLUSHALL"]), local);
+    assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM this user has no permissions to run the 'flushall' command")));
+    // A write the hub rejects for another reason rolls back too.
+    sim.backend(0, args(&["RPUSH", "user:1:list", "a"]));
+    sim.deliver_all();
+    let seq = sim.submit(i, args(&["SET", "user:1:list", "x", "GET"])).unwrap();
+    sim.deliver_all();
+    assert!(sim.clients[i].events.iter().any(|e| matches!(e, Event::Rejected { seq: s, error } if *s == seq && error.starts_with("WRONGTYPE"))));
+    let local = sim.local(i);
+    assert_eq!(sim.clients[i].c.execute(&args(&["LRANGE", "user:1:list", "0", "-1"]), local).reply, Reply::Array(vec![Reply::bulk("a")]));
+    sim.check_converged();
+}
+
+#[test]
+fn writes_ack_without_echo_and_report_changed_keys() {
+    let mut sim = Sim::new(6, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    let other = live_client(&mut sim, &["*"], &["*"]);
+    changed_events(&mut sim, a);
+    let seq = sim.submit(a, args(&["SET", "k", "v", "EX", "100"])).unwrap();
+    assert_eq!(changed_events(&mut sim, a), vec![vec![b("k")]], "the optimistic write is visible at once");
+    sim.deliver_all();
+    // The ack carried the group: confirmed holds it, nothing was pushed back to the sender.
+    assert!(sim.clients[a].events.iter().any(|e| matches!(e, Event::Acked { seq: s, reply } if *s == seq && *reply == Frame::Simple(b("OK")))));
+    assert_eq!(sim.clients[a].c.pending_len(), 0);
+    assert_eq!(sim.clients[a].c.confirmed().db(0).unwrap().get(b"k").unwrap().expire_at, sim.now + 100_000);
+    assert!(changed_events(&mut sim, a).is_empty(), "confirming what is already visible changes nothing");
+    assert_eq!(sim.clients[a].c.stats().groups, 0, "no sync.change echo to the sender");
+    assert_eq!(changed_events(&mut sim, other), vec![vec![b("k")]]);
+    // A counter: the hub's reply settles the write.
+    sim.backend(0, args(&["SET", "n", "41"]));
+    sim.deliver_all();
+    let seq = sim.submit(a, args(&["INCR", "n"])).unwrap();
+    sim.deliver_all();
+    assert!(sim.clients[a].events.iter().any(|e| matches!(e, Event::Acked { seq: s, reply } if *s == seq && *reply == Frame::Int(42))));
+    sim.check_converged();
+}
+
+#[test]
+fn pending_writes_rebase_on_hub_changes() {
+    let mut sim = Sim::new(7, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    sim.backend(0, args(&["SET", "n", "10"]));
+    sim.deliver_all();
+    sim.submit(a, args(&["INCR", "n"]));
+    assert_eq!(get(&mut sim, a, "n"), Reply::bulk("11"));
+    // Another writer gets in first; the pending INCR replays on the new base.
+    sim.backend(0, args(&["SET", "n", "100"]));
+    let down = sim.clients[a].down.len();
+    for _ in 0..down {
+        sim.deliver_down(a);
+    }
+    assert_eq!(get(&mut sim, a, "n"), Reply::bulk("101"));
+    sim.deliver_all();
+    assert_eq!(get(&mut sim, a, "n"), Reply::bulk("101"));
+    sim.check_converged();
+}
+
+#[test]
+fn resent_writes_apply_exactly_once() {
+    let mut sim = Sim::new(8, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    for _ in 0..5 {
+        sim.submit(a, args(&["INCR", "n"]));
+    }
+    // The hub runs them but every answer is lost.
+    sim.drop_link(a, true);
+    assert_eq!(sim.hub.stats().writes, 5);
+    assert_eq!(sim.clients[a].c.pending_len(), 5);
+    sim.connect(a);
+    sim.deliver_all();
+    assert_eq!(sim.hub.stats().writes, 5, "resent writes are not run again");
+    assert_eq!(sim.hub.stats().duplicates, 5);
+    assert_eq!(sim.clients[a].c.stats().resent, 5);
+    assert_eq!(sim.clients[a].c.pending_len(), 0);
+    assert_eq!(get(&mut sim, a, "n"), Reply::bulk("5"));
+    assert_eq!(sim.engine.db(0).unwrap().get(b"n").unwrap().value, Value::Int(5));
+    sim.check_converged();
+}
+
+#[test]
+fn transactions_are_atomic_groups() {
+    let mut sim = Sim::new(9, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    let b_ = live_client(&mut sim, &["*"], &["*"]);
+    let seq = sim.submit_tx(a, vec![args(&["SET", "x", "1"]), args(&["INCR", "x"]), args(&["GET", "x"])]).unwrap();
+    sim.deliver_all();
+    let reply = sim.clients[a].events.iter().find_map(|e| match e {
+        Event::Acked { seq: s, reply } if *s == seq => Some(reply.clone()),
+        _ => None,
+    });
+    assert_eq!(reply, Some(Frame::Array(vec![Frame::Simple(b("OK")), Frame::Int(2), Frame::Bulk(b("2"))])));
+    // The other client got both changes in one group.
+    assert_eq!(sim.clients[b_].c.stats().groups, 1);
+    assert_eq!(get(&mut sim, b_, "x"), Reply::bulk("2"));
+    // A transaction with a refused command runs nothing.
+    let c = live_client(&mut sim, &["t:*"], &["t:*"]);
+    let seq = sim.submit_tx(c, vec![args(&["SET", "t:1", "1"]), args(&["SET", "u", "1"])]);
+    assert_eq!(seq, None, "refused locally once the scope is known");
+    assert_eq!(sim.submit_tx(c, vec![args(&["MULTI"])]), None);
+    sim.check_converged();
+}
+
+#[test]
+fn flush_and_swapdb_reach_clients() {
+    let mut sim = Sim::new(10, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    sim.backend(0, args(&["SET", "a", "1"]));
+    sim.backend(0, args(&["SET", "b", "1"]));
+    sim.deliver_all();
+    sim.backend(0, args(&["FLUSHALL"]));
+    sim.deliver_all();
+    assert_eq!(sim.clients[a].c.visible().key_count(), 0);
+    // SWAPDB 0 1: db 1's content becomes db 0: an in-band full resync.
+    sim.backend(0, args(&["SELECT", "1"]));
+    sim.backend(0, args(&["SET", "from1", "x"]));
+    sim.backend(0, args(&["SELECT", "0"]));
+    sim.backend(0, args(&["SET", "from0", "y"]));
+    sim.deliver_all();
+    let fulls = sim.clients[a].c.stats().full_syncs;
+    sim.backend(0, args(&["SWAPDB", "0", "1"]));
+    sim.deliver_all();
+    assert_eq!(sim.clients[a].c.stats().full_syncs, fulls + 1);
+    assert_eq!(get(&mut sim, a, "from1"), Reply::bulk("x"));
+    assert_eq!(get(&mut sim, a, "from0"), Reply::Nil);
+    sim.check_converged();
+    // A resume from before the SWAPDB must take a snapshot.
+    sim.drop_link(a, false);
+    sim.connect(a);
+    sim.deliver_all();
+    sim.check_converged();
+    // Changes in other databases are not sent.
+    let groups = sim.clients[a].c.stats().groups;
+    sim.backend(0, args(&["SELECT", "3"]));
+    sim.backend(0, args(&["SET", "elsewhere", "z"]));
+    sim.deliver_all();
+    assert_eq!(sim.clients[a].c.stats().groups, groups);
+}
+
+#[test]
+fn clock_skew_of_an_hour_expires_on_time() {
+    for skew in [3_600_000i64, -3_600_000] {
+        let mut sim = Sim::new(11, HubConfig::default());
+        let i = sim.add_client("u", &["*"], &["*"], &["*"], skew);
+        sim.connect(i);
+        // 40 ms each way between client and hub.
+        sim.now += 40;
+        sim.deliver_up(i);
+        sim.now += 40;
+        sim.deliver_all();
+        let off = sim.clients[i].c.clock_offset_ms();
+        assert!((off + skew).abs() <= 40, "offset {off} for skew {skew}");
+        sim.backend(0, args(&["SET", "session", "s", "PX", "5000"]));
+        sim.backend(0, args(&["SET", "held", "h"]));
+        sim.deliver_all();
+        let deadline = sim.now + 5000;
+        // The client's own write with a TTL also expires by hub time.
+        sim.submit(i, args(&["SET", "mine", "m", "PX", "5000"]));
+        sim.deliver_all();
+        let local_deadline = sim.clients[i].c.next_deadline().unwrap();
+        assert!((local_deadline as i64 - (deadline as i64 + skew)).abs() <= 100, "timer for the deadline");
+        sim.now = deadline - 100;
+        assert_eq!(get(&mut sim, i, "session"), Reply::bulk("s"));
+        assert_eq!(get(&mut sim, i, "mine"), Reply::bulk("m"));
+        sim.now = deadline + 100;
+        let local = sim.local(i);
+        sim.clients[i].c.tick(local);
+        sim.flush(i);
+        assert!(changed_events(&mut sim, i).iter().flatten().any(|k| k == "session"), "expiry is reported");
+        assert_eq!(get(&mut sim, i, "session"), Reply::Nil);
+        assert_eq!(get(&mut sim, i, "mine"), Reply::Nil);
+        assert_eq!(get(&mut sim, i, "held"), Reply::bulk("h"));
+        // The hub's DEL arrives later and changes nothing visible.
+        sim.advance(10);
+        sim.deliver_all();
+        assert!(changed_events(&mut sim, i).is_empty());
+        sim.check_converged();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile input and handshake rules, at the hub.
+
+fn raw_hub(auth: Auth) -> (Engine, SyncHub) {
+    let engine = Engine::default();
+    let hub = SyncHub::new(HubConfig { max_message: 4096, ..HubConfig::default() }, auth, "r".repeat(40), 0);
+    (engine, hub)
+}
+
+fn cmd_bytes(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::resp::encode_command(&args(parts), &mut out);
+    out
+}
+
+fn frames(out: &Output) -> Vec<Frame> {
+    let mut v = Vec::new();
+    for (_, m) in &out.sends {
+        let mut pos = 0;
+        while pos < m.len() {
+            let (f, n) = parse(&m[pos..], &Limits::default()).unwrap().unwrap();
+            v.push(f);
+            pos += n;
+        }
+    }
+    v
+}
+
+#[test]
+fn hostile_input_gets_clear_errors_and_close_codes() {
+    let now = T0;
+    let (mut eng, mut hub) = raw_hub(Auth::with_secret(SECRET));
+    // Before HELLO: NOAUTH, the connection stays.
+    hub.open(1, now);
+    let out = hub.message(&mut eng, &mut NoHost, 1, &cmd_bytes(&["GET", "k"]), now);
+    assert_eq!(frames(&out), vec![Frame::Error(b("NOAUTH Authentication required."))]);
+    assert!(out.closes.is_empty());
+    // Garbage frames: protocol error, 4000.
+    for garbage in [&b"hello\r\n"[..], b"*1\r\n+x\r\n", b"*2\r\n$3\r\nGET\r\n", b"\x00\xff\xfe", b"*1\r\n$-3\r\n"] {
+        hub.open(2, now);
+        let out = hub.message(&mut eng, &mut NoHost, 2, garbage, now);
+        assert_eq!(out.closes.len(), 1, "{garbage:?}");
+        assert_eq!(out.closes[0].1.code, close::PROTOCOL);
+        hub.disconnect(&mut eng, 2);
+    }
+    // Oversize message: 1009.
+    hub.open(3, now);
+    let big = cmd_bytes(&["SYNC.HELLO", "1", &"x".repeat(5000), "c"]);
+    let out = hub.message(&mut eng, &mut NoHost, 3, &big, now);
+    assert_eq!(out.closes[0].1.code, close::TOO_BIG);
+    assert_eq!(out.closes[0].1.reason, "message too big (max 4096 bytes)");
+    // Bad tokens: each kind, 4001, and no data.
+    let good = token("u", &["*"], &["*"], now + 60_000);
+    let wrong_secret = mint(&Claims { sub: "u".into(), exp: (now + 60_000) / 1000, read: vec!["*".into()], write: vec![] }, b"other");
+    let expired = token("u", &["*"], &["*"], now - 1000);
+    let mut tampered = good.clone().into_bytes();
+    let l = tampered.len();
+    tampered[l - 2] = if tampered[l - 2] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (tok, kind) in [(wrong_secret.as_str(), "bad signature"), (tampered.as_str(), "bad signature"), (expired.as_str(), "expired"), ("a.b.c", "malformed"), ("static-nope", "unknown token")] {
+        hub.open(4, now);
+        let out = hub.message(&mut eng, &mut NoHost, 4, &cmd_bytes(&["SYNC.HELLO", "1", tok, "c1"]), now);
+        assert_eq!(frames(&out), vec![Frame::Error(b(&format!("WRONGPASS invalid token ({kind})")))]);
+        assert_eq!(out.closes, vec![(4, super::hub::Close::new(close::AUTH_FAILED, format!("auth failed: {kind}")))]);
+        hub.disconnect(&mut eng, 4);
+    }
+    // Bad HELLO version / client id: 4000.
+    hub.open(5, now);
+    let out = hub.message(&mut eng, &mut NoHost, 5, &cmd_bytes(&["SYNC.HELLO", "2", &good, "c1"]), now);
+    assert_eq!(frames(&out), vec![Frame::Error(b("ERR SYNC unsupported protocol version"))]);
+    assert_eq!(out.closes[0].1.code, close::PROTOCOL);
+    // Handshake timeout: 4002; token expiry while connected: 4003.
+    hub.open(6, now);
+    hub.open(7, now);
+    let short = token("u", &["*"], &["*"], now + 5_000);
+    let out = hub.message(&mut eng, &mut NoHost, 7, &cmd_bytes(&["SYNC.HELLO", "1", &short, "c7"]), now);
+    assert!(matches!(&frames(&out)[0], Frame::Map(_)));
+    assert!(hub.tick(now + 4_000).closes.is_empty());
+    let out = hub.tick(now + 10_000);
+    let mut codes: Vec<(ConnId, u16)> = out.closes.iter().map(|(c, x)| (*c, x.code)).collect();
+    codes.sort();
+    assert!(codes.contains(&(6, close::HANDSHAKE_TIMEOUT)), "{codes:?}");
+    assert!(codes.contains(&(7, close::TOKEN_EXPIRED)), "{codes:?}");
+    // A second HELLO is refused; SYNC.W inside MULTI is refused.
+    hub.open(8, now);
+    let hello = cmd_bytes(&["SYNC.HELLO", "1", &good, "c8"]);
+    hub.message(&mut eng, &mut NoHost, 8, &hello, now);
+    let out = hub.message(&mut eng, &mut NoHost, 8, &hello, now);
+    assert_eq!(frames(&out), vec![Frame::Error(b("ERR SYNC already authenticated"))]);
+    let mut msg = cmd_bytes(&["MULTI"]);
+    msg.extend(cmd_bytes(&["SYNC.W", "1", "SET", "k", "v"]));
+    msg.extend(cmd_bytes(&["EXEC"]));
+    let out = hub.message(&mut eng, &mut NoHost, 8, &msg, now);
+    assert_eq!(frames(&out)[1], Frame::Error(b("ERR SYNC.W inside MULTI is not allowed")));
+    // Commands never allowed on a sync connection, whatever the token.
+    for c in [&["SELECT", "1"][..], &["SWAPDB", "0", "1"], &["MOVE", "k", "1"]] {
+        let out = hub.message(&mut eng, &mut NoHost, 8, &cmd_bytes(c), now);
+        match &frames(&out)[0] {
+            Frame::Error(e) => assert!(e.starts_with(b"NOPERM this user has no permissions to run the"), "{c:?} {e:?}"),
+            f => panic!("{c:?} answered {f:?}"),
+        }
+    }
+    // Nothing leaked into the engine.
+    assert_eq!(eng.key_count(), 0);
+}
+
+#[test]
+fn open_hub_grants_everything() {
+    let (mut eng, mut hub) = raw_hub(Auth::open());
+    hub.open(1, T0);
+    let mut msg = cmd_bytes(&["SYNC.HELLO", "1", "", "c1"]);
+    msg.extend(cmd_bytes(&["SYNC.W", "1", "SET", "k", "v"]));
+    msg.extend(cmd_bytes(&["FLUSHALL"]));
+    let out = hub.message(&mut eng, &mut NoHost, 1, &msg, T0);
+    let f = frames(&out);
+    assert!(matches!(f[0], Frame::Map(_)));
+    assert_eq!(Ack::decode(&f[1]).unwrap().reply, Frame::Simple(b("OK")));
+    assert_eq!(f[2], Frame::Simple(b("OK")));
+    assert_eq!(out.groups.len(), 2, "the host gets the groups to persist");
 }
