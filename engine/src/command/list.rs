@@ -564,8 +564,15 @@ fn move_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from: End, to: End) -> Re
         },
         Err(e) => return e,
     }
-    ctx.emit(&[from.pop_name(), src, b"1"]);
-    ctx.emit(&[to.push_name(), dst, &value]);
+    if src != dst {
+        ctx.emit(&[from.pop_name(), src, b"1"]);
+        ctx.emit(&[to.push_name(), dst, &value]);
+    } else if from != to {
+        // A rotation is one single-key change: split into a pop and a push, the pop would
+        // delete a one-element list (and its TTL) between the two on a replica.
+        let (f, t): (&[u8], &[u8]) = if from == End::Left { (b"LEFT", b"RIGHT") } else { (b"RIGHT", b"LEFT") };
+        ctx.emit(&[b"LMOVE", src, dst, f, t]);
+    }
     // Redis notifies the push before the pop.
     ctx.notify(EventClass::List, to.push_event(), dst);
     ctx.notify(EventClass::List, from.pop_event(), src);
@@ -985,13 +992,16 @@ mod tests {
         t.arr(&["LRANGE", "dst", "0", "-1"], &["c", "a"]);
         assert_eq!(t.changes(), vec!["LPOP src 1", "RPUSH dst a", "RPOP src 1", "LPUSH dst c"]);
         assert_eq!(events(&mut t), vec!["rpush dst", "lpop src", "lpush dst", "rpop src"]);
-        // Rotation on one key.
+        // Rotation on one key is one change; moving back to the same end changes nothing.
         t.int(&["RPUSH", "r", "1", "2", "3"], 3);
         t.bulk(&["LMOVE", "r", "r", "right", "left"], "3");
         t.arr(&["LRANGE", "r", "0", "-1"], &["3", "1", "2"]);
+        t.bulk(&["RPOPLPUSH", "r", "r"], "2");
         t.int(&["RPUSH", "one", "x"], 1);
         t.bulk(&["LMOVE", "one", "one", "LEFT", "LEFT"], "x");
         t.arr(&["LRANGE", "one", "0", "-1"], &["x"]);
+        assert_eq!(t.changes(), vec!["RPUSH r 1 2 3", "LMOVE r r RIGHT LEFT", "LMOVE r r RIGHT LEFT", "RPUSH one x"]);
+        events(&mut t);
         // The last element moves and the source disappears.
         t.bulk(&["LMOVE", "src", "dst", "LEFT", "LEFT"], "b");
         assert!(!exists(&t, "src"));
@@ -1169,6 +1179,13 @@ mod tests {
             &["LMOVE", "l", "m", "LEFT", "RIGHT"],
             &["RPOPLPUSH", "l", "m"],
             &["LMOVE", "m", "m", "RIGHT", "LEFT"],
+            // Regression: a one-element list with a TTL rotated on itself kept its TTL on
+            // the primary but lost it on a replica when the move was split into pop + push.
+            &["RPUSH", "solo", "x"],
+            &["PEXPIRE", "solo", "100000"],
+            &["LMOVE", "solo", "solo", "LEFT", "RIGHT"],
+            &["BLMOVE", "solo", "solo", "RIGHT", "LEFT", "0"],
+            &["RPOPLPUSH", "solo", "solo"],
             &["LMPOP", "2", "x", "m", "RIGHT", "COUNT", "2"],
             &["BLPOP", "x", "l", "0"],
             &["BLMOVE", "l", "n", "RIGHT", "RIGHT", "0"],
