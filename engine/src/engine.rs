@@ -726,7 +726,10 @@ impl<'a> Ctx<'a> {
             Some(_) => {}
             None => {
                 self.record(db, key);
-                self.eng.dbs[db].insert(key, Entry::new(make()));
+                let mut entry = Entry::new(make());
+                // A new key is as fresh as one SET creates (LRU clock now, LFU initial count).
+                entry.access = eviction::initial_access(&self.eng.config, self.now_ms);
+                self.eng.dbs[db].insert(key, entry);
                 self.eng.push_event(db, EventClass::New, "new", key);
             }
         }

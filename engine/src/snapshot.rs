@@ -179,14 +179,22 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Db>, SnapshotMeta), SnapshotError> {
 /// Decodes a snapshot and makes it the whole state of `engine`: databases replaced, the
 /// stream offset set to the snapshot's. No changes or events are emitted (the snapshot
 /// *is* the state a consumer starts from). Keys already past their deadline are kept and
-/// expire on access or at the next sweep, which emits their `DEL`s.
+/// expire on access or at the next sweep, which emits their `DEL`s. Every key starts with
+/// a fresh LRU/LFU access word as of `now_ms` (access history is not saved, as Redis's
+/// default RDB does not).
 ///
 /// On error the engine is left untouched.
-pub fn load(engine: &mut Engine, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
-    let (dbs, meta) = decode(bytes)?;
+pub fn load(engine: &mut Engine, bytes: &[u8], now_ms: u64) -> Result<SnapshotMeta, SnapshotError> {
+    let (mut dbs, meta) = decode(bytes)?;
     let databases = engine.config().databases.max(1);
     if let Some(index) = dbs.iter().enumerate().skip(databases).find(|(_, db)| !db.is_empty()).map(|(i, _)| i) {
         return Err(SnapshotError::TooManyDatabases { index, databases });
+    }
+    let access = crate::eviction::initial_access(engine.config(), now_ms);
+    for db in &mut dbs {
+        for entry in db.keys.values_mut() {
+            entry.access = access;
+        }
     }
     engine.load_dbs(dbs);
     engine.set_offset(meta.offset);
@@ -692,7 +700,8 @@ mod tests {
         let mut s = Session::new(1);
         f.run(&mut s, &[b"SET", b"old", b"x"], 1);
         f.take_changes();
-        assert_eq!(load(&mut f, &bytes).unwrap(), meta);
+        assert_eq!(load(&mut f, &bytes, 5).unwrap(), meta);
+        assert!(f.dbs()[0].iter().all(|(_, e)| e.access == crate::eviction::initial_access(f.config(), 5)));
         same_dbs(e.dbs(), f.dbs());
         assert_eq!(f.offset(), 12345);
         assert_eq!(f.used_memory(), e.used_memory());
@@ -707,11 +716,11 @@ mod tests {
         let (e, meta) = sample();
         let bytes = encode(&e, &meta);
         let mut small = Engine::new(crate::Config { databases: 2, ..Default::default() });
-        assert_eq!(load(&mut small, &bytes), Err(SnapshotError::TooManyDatabases { index: 3, databases: 2 }));
+        assert_eq!(load(&mut small, &bytes, 5), Err(SnapshotError::TooManyDatabases { index: 3, databases: 2 }));
         assert_eq!(small.key_count(), 0, "untouched on error");
         // Empty extra databases are fine.
         let mut e4 = Engine::new(crate::Config { databases: 4, ..Default::default() });
-        load(&mut e4, &bytes).unwrap();
+        load(&mut e4, &bytes, 5).unwrap();
         assert_eq!(e4.dbs().len(), 4);
     }
 
