@@ -605,10 +605,7 @@ impl SyncClient {
                 aff.merge(self.drop_landed());
                 self.recompute(aff);
             }
-            Push::Full { .. } => {
-                let replid = self.replid.clone().unwrap_or_default();
-                self.begin_full(replid);
-            }
+            Push::Full { replid, .. } => self.begin_full(replid),
             Push::Snap { entries, .. } => {
                 let Some(incoming) = self.link.as_mut().and_then(|l| l.incoming.as_mut()) else {
                     return Err(ClientError::Protocol("sync.snap outside a snapshot".into()));

@@ -23,11 +23,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::backlog::Backlog;
 use super::message::{encode_change_push, encode_entry, encode_reply, encode_snap_push, Ack, HelloReply, Push, Request, SubMode, SubReply, PROTOCOL_VERSION};
-use super::scope::Grant;
+use super::scope::{Grant, Scope};
 use super::token::{self, TokenError};
 use crate::change::{Change, ChangeGroup};
 use crate::command::flags::{ADMIN, PUBSUB};
@@ -295,12 +296,17 @@ pub struct Output {
     /// other consumers (AOF, replicas, keyspace notifications, blocked clients). Already
     /// in the backlog and fanned out to subscribers.
     pub groups: Vec<ChangeGroup>,
+    /// Bytes of catch-up (a snapshot or a backlog replay) queued in `sends` for a
+    /// connection. The host lets that connection's outbound bound grow by this much until
+    /// those bytes are written, so a subscription larger than the bound is not dropped
+    /// for its own snapshot (which would loop: reconnect, snapshot, drop).
+    pub catch_up: Vec<(ConnId, usize)>,
 }
 
 impl Output {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.closes.is_empty() && self.groups.is_empty()
+        self.sends.is_empty() && self.closes.is_empty() && self.groups.is_empty() && self.catch_up.is_empty()
     }
 }
 
@@ -498,6 +504,53 @@ pub struct SyncHub {
     stats: HubStats,
     outbox: Outbox,
     out: Output,
+    catch_up: HashMap<ConnId, usize>,
+}
+
+/// A connection's protocol state, to keep across hibernation (the edge hub stores it in
+/// the WebSocket attachment). A plain MULTI in progress is not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnState {
+    /// When the socket opened (hub ms).
+    pub opened_ms: u64,
+    /// The grant, once authenticated.
+    pub grant: Option<GrantState>,
+    /// The client id from HELLO.
+    pub client_id: Vec<u8>,
+    /// The subscription, once subscribed.
+    pub patterns: Option<Vec<Vec<u8>>>,
+    /// Offset up to which the subscriber was sent everything relevant.
+    pub last_sent: u64,
+    /// The stream `last_sent` refers to.
+    pub replid: String,
+}
+
+/// A [`Grant`] in serializable form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantState {
+    /// Subject.
+    pub subject: String,
+    /// Read patterns.
+    pub read: Vec<Vec<u8>>,
+    /// Write patterns.
+    pub write: Vec<Vec<u8>>,
+    /// Expiry, Unix ms.
+    pub expires_ms: Option<u64>,
+}
+
+impl GrantState {
+    fn of(g: &Grant) -> GrantState {
+        GrantState {
+            subject: g.subject.clone(),
+            read: g.read.patterns().iter().map(|p| p.to_vec()).collect(),
+            write: g.write.patterns().iter().map(|p| p.to_vec()).collect(),
+            expires_ms: g.expires_ms,
+        }
+    }
+
+    fn grant(&self) -> Grant {
+        Grant { subject: self.subject.clone(), read: Scope::new(self.read.iter()), write: Scope::new(self.write.iter()), expires_ms: self.expires_ms }
+    }
 }
 
 impl SyncHub {
@@ -514,6 +567,7 @@ impl SyncHub {
             stats: HubStats::default(),
             outbox: Outbox::default(),
             out: Output::default(),
+            catch_up: HashMap::new(),
         }
     }
 
@@ -579,12 +633,54 @@ impl SyncHub {
             engine.close_session(&mut c.session);
         }
         self.outbox.forget(conn);
+        self.catch_up.remove(&conn);
     }
 
     fn finish(&mut self) -> Output {
         let mut out = std::mem::take(&mut self.out);
         out.sends = self.outbox.drain();
+        out.catch_up = self.catch_up.drain().collect();
         out
+    }
+
+    /// The state of a connection, to store across hibernation.
+    pub fn export_conn(&self, conn: ConnId) -> Option<ConnState> {
+        let c = self.conns.get(&conn)?;
+        Some(ConnState {
+            opened_ms: c.opened_ms,
+            grant: c.grant.as_ref().map(GrantState::of),
+            client_id: c.client_id.to_vec(),
+            patterns: c.patterns.as_ref().map(|ps| ps.iter().map(|p| p.to_vec()).collect()),
+            last_sent: c.last_sent,
+            replid: self.backlog.replid().to_string(),
+        })
+    }
+
+    /// Recreates a connection from [`SyncHub::export_conn`] after the hub was rebuilt
+    /// (hibernation). If the stream is not the one the state refers to, or the subscriber
+    /// is ahead of it, the subscriber gets an in-band `sync.full`.
+    pub fn restore_conn(&mut self, engine: &Engine, conn: ConnId, state: ConnState, now_ms: u64) -> Output {
+        let mut session = Session::new(conn);
+        session.resp3 = true;
+        let resync = state.patterns.is_some() && (state.replid != self.backlog.replid() || state.last_sent > self.backlog.last_offset());
+        self.conns.insert(
+            conn,
+            Conn {
+                session,
+                opened_ms: state.opened_ms,
+                grant: state.grant.as_ref().map(GrantState::grant),
+                client_id: Bytes::from(state.client_id),
+                patterns: state.patterns.map(|ps| ps.into_iter().map(Bytes::from).collect()),
+                last_sent: if resync { 0 } else { state.last_sent },
+                last_at_ms: now_ms,
+                closed: false,
+            },
+        );
+        if resync {
+            let offset = self.backlog.last_offset();
+            self.send_full(engine, conn, offset, false, now_ms);
+        }
+        self.finish()
     }
 
     fn close(&mut self, id: ConnId, close: Close) {
@@ -767,15 +863,18 @@ impl SyncHub {
                 SubReply { mode: SubMode::Continue, replid: self.backlog.replid().to_string(), offset, keys: 0 }.encode(&mut f);
                 self.outbox.push(id, &f);
                 let (Some(patterns), Some(grant)) = (&conn.patterns, &conn.grant) else { return };
+                let mut bytes = 0;
                 for g in self.backlog.since(from) {
                     let changes: Vec<&Change> = g.changes.iter().filter(|c| change_visible(c, patterns, grant)).collect();
                     if !changes.is_empty() {
                         let mut f = Vec::new();
                         encode_change_push(g.offset, changes.into_iter(), &mut f);
+                        bytes += f.len();
                         self.outbox.push(id, &f);
                         self.stats.pushes += 1;
                     }
                 }
+                *self.catch_up.entry(id).or_default() += bytes;
                 let mut f = Vec::new();
                 Push::Live { offset }.encode(&mut f);
                 self.outbox.push(id, &f);
@@ -813,14 +912,17 @@ impl SyncHub {
         if as_reply {
             SubReply { mode: SubMode::Full, replid: self.backlog.replid().to_string(), offset, keys: total as u64 }.encode(&mut f);
         } else {
-            Push::Full { offset, keys: total as u64 }.encode(&mut f);
+            Push::Full { offset, keys: total as u64, replid: self.backlog.replid().to_string() }.encode(&mut f);
         }
         self.outbox.push(id, &f);
+        let mut bytes = 0;
         for (count, body) in chunks {
             let mut f = Vec::with_capacity(body.len() + 32);
             encode_snap_push(offset, count, &body, &mut f);
+            bytes += f.len();
             self.outbox.push(id, &f);
         }
+        *self.catch_up.entry(id).or_default() += bytes;
         let mut f = Vec::new();
         Push::Live { offset }.encode(&mut f);
         self.outbox.push(id, &f);

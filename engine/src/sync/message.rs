@@ -716,12 +716,14 @@ pub enum Push {
         /// Its changes for this subscriber.
         changes: Vec<Change>,
     },
-    /// `sync.full offset keys`: an in-band full resync starts.
+    /// `sync.full offset keys replid`: an in-band full resync starts.
     Full {
         /// The offset `sync.live` will carry.
         offset: u64,
         /// Entries that follow.
         keys: u64,
+        /// The stream the snapshot belongs to.
+        replid: String,
     },
     /// `sync.snap offset entries`: snapshot entries.
     Snap {
@@ -769,11 +771,12 @@ impl Push {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Push::Change { offset, changes } => encode_change_push(*offset, changes.iter(), out),
-            Push::Full { offset, keys } => {
-                w_len(out, b'>', 3);
+            Push::Full { offset, keys, replid } => {
+                w_len(out, b'>', 4);
                 w_bulk(out, b"sync.full");
                 w_int(out, *offset as i64);
                 w_int(out, *keys as i64);
+                w_bulk(out, replid.as_bytes());
             }
             Push::Snap { offset, entries } => {
                 let mut body = Vec::new();
@@ -804,7 +807,11 @@ impl Push {
                 offset: off("sync.change")?,
                 changes: items.get(2).and_then(decode_changes).ok_or(MessageError::Shape("sync.change"))?,
             },
-            Some(b"sync.full") => Push::Full { offset: off("sync.full")?, keys: items.get(2).and_then(uint).ok_or(MessageError::Shape("sync.full"))? },
+            Some(b"sync.full") => Push::Full {
+                offset: off("sync.full")?,
+                keys: items.get(2).and_then(uint).ok_or(MessageError::Shape("sync.full"))?,
+                replid: items.get(3).and_then(text).ok_or(MessageError::Shape("sync.full"))?,
+            },
             Some(b"sync.snap") => Push::Snap {
                 offset: off("sync.snap")?,
                 entries: items
@@ -941,7 +948,7 @@ mod tests {
         ];
         let pushes = vec![
             Push::Change { offset: 3, changes: vec![Change { db: 0, args: args(&["DEL", "k"]) }, Change { db: 0, args: args(&["FLUSHALL"]) }] },
-            Push::Full { offset: 4, keys: 6 },
+            Push::Full { offset: 4, keys: 6, replid: "r".into() },
             Push::Snap { offset: 4, entries },
             Push::Live { offset: 4 },
             Push::At { offset: 10 },

@@ -23,8 +23,9 @@ use bytes::Bytes;
 use super::token::{Claims, MAX_PATTERNS, MAX_PATTERN_LEN};
 use crate::glob;
 
-/// Product states explored before [`Scope::covers`] gives up and answers `false`.
-const COVERS_BUDGET: usize = 20_000;
+/// Work (automaton positions stepped) [`Scope::covers`] may spend before it gives up and
+/// answers `false`: bounds what a hostile subscription pattern can cost.
+const COVERS_BUDGET: usize = 200_000;
 
 /// A set of glob patterns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -83,6 +84,10 @@ impl Scope {
         }
         if self.patterns.iter().any(|p| p[..] == *pattern) {
             return true;
+        }
+        if glob::is_literal(pattern) {
+            // A literal names exactly one key.
+            return self.allows_key(pattern);
         }
         let scope: Vec<Vec<Tok>> = self.patterns.iter().map(|p| tokenize(p)).collect();
         contained(&tokenize(pattern), &scope, COVERS_BUDGET)
@@ -328,9 +333,11 @@ fn completable(pat: &[Tok], at: usize) -> bool {
 }
 
 /// Whether every string `pat` matches is matched by one of `scope`. `false` when the
-/// exploration would exceed `budget` product states.
+/// exploration would exceed `budget` units of work.
 fn contained(pat: &[Tok], scope: &[Vec<Tok>], budget: usize) -> bool {
     let union = Union::new(scope);
+    let step_cost = union.base.last().copied().unwrap_or(0) + scope.last().map_or(0, |p| p.len() + 1) + 1;
+    let mut work = 0usize;
     // Bytes that no pattern tells apart behave alike: explore one of each kind.
     let sets: Vec<ByteSet> = pat.iter().chain(scope.iter().flatten()).filter_map(|t| match t {
         Tok::One(s) => Some(*s),
@@ -366,6 +373,10 @@ fn contained(pat: &[Tok], scope: &[Vec<Tok>], budget: usize) -> bool {
             }
             continue;
         }
+        work += step_cost * if pat[at] == Tok::Star { reps.len() + 1 } else { reps.len() };
+        if work > budget {
+            return false;
+        }
         let mut next = Vec::new();
         match pat[at] {
             Tok::Star => {
@@ -381,9 +392,6 @@ fn contained(pat: &[Tok], scope: &[Vec<Tok>], budget: usize) -> bool {
             }
         }
         for n in next {
-            if seen.len() >= budget {
-                return false;
-            }
             if seen.insert(n.clone()) {
                 queue.push_back(n);
             }
@@ -499,10 +507,21 @@ mod tests {
 
     #[test]
     fn covers_gives_up_conservatively() {
-        // Adversarial scopes cannot make the check run away.
-        let p: Vec<u8> = b"*a*a*a*a*a*a*a*a*a*a*a*a*".to_vec();
-        let scope = Scope::new(["*a?????????????", "*b*b*b*b*b*b*b*b*", "*[ab]*[ab]*[ab]*[ab]*[ab]*[ab]*[ab]*"]);
-        let _ = scope.covers(&p);
+        // Adversarial patterns cannot make the check run away: a SUB may carry 64 patterns
+        // of 512 bytes, each checked against the read scope.
+        let scope = Scope::new(["*a?????????????", "*b*b*b*b*b*b*b*b*", "*[ab]*[ab]*[ab]*[ab]*[ab]*[ab]*[ab]*", "user:*:x"]);
+        let mut hostile: Vec<u8> = Vec::new();
+        for i in 0..100u8 {
+            hostile.extend_from_slice(b"*[");
+            hostile.push(b'!' + (i % 90));
+            hostile.push(b']');
+        }
+        hostile.truncate(512);
+        let t = std::time::Instant::now();
+        for p in [&b"*a*a*a*a*a*a*a*a*a*a*a*a*"[..], &hostile, &b"*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?"[..]] {
+            assert!(!scope.covers(p));
+        }
+        assert!(t.elapsed().as_millis() < 1000, "took {:?}", t.elapsed());
     }
 
     #[test]

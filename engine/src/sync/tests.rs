@@ -989,3 +989,44 @@ fn open_hub_grants_everything() {
     assert_eq!(f[2], Frame::Simple(b("OK")));
     assert_eq!(out.groups.len(), 2, "the host gets the groups to persist");
 }
+
+#[test]
+fn connections_survive_hibernation() {
+    let mut sim = Sim::new(12, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    let b_ = live_client(&mut sim, &["*"], &["*"]);
+    sim.backend(0, args(&["SET", "x", "1"]));
+    sim.deliver_all();
+    // The edge hub stores each socket's state as postcard in its attachment, then wakes
+    // up with a rebuilt hub (same stream).
+    let saved: Vec<(ConnId, Vec<u8>)> = [a, b_]
+        .iter()
+        .map(|&i| {
+            let conn = sim.clients[i].conn.unwrap();
+            (conn, postcard::to_allocvec(&sim.hub.export_conn(conn).unwrap()).unwrap())
+        })
+        .collect();
+    let fulls = sim.clients[a].c.stats().full_syncs;
+    sim.hub = SyncHub::new(HubConfig::default(), Auth::with_secret(SECRET), "a".repeat(40), sim.engine.offset());
+    for (conn, bytes) in &saved {
+        let state: super::hub::ConnState = postcard::from_bytes(bytes).unwrap();
+        let out = sim.hub.restore_conn(&sim.engine, *conn, state, sim.now);
+        sim.route(out);
+    }
+    sim.submit(a, args(&["SET", "y", "2"]));
+    sim.backend(0, args(&["SET", "z", "3"]));
+    sim.deliver_all();
+    assert_eq!(sim.clients[a].c.stats().full_syncs, fulls, "same stream: no resync");
+    assert_eq!(get(&mut sim, b_, "y"), Reply::bulk("2"));
+    assert_eq!(get(&mut sim, a, "z"), Reply::bulk("3"));
+    // A rebuilt hub on another stream resyncs its subscribers in-band.
+    let saved = postcard::to_allocvec(&sim.hub.export_conn(sim.clients[a].conn.unwrap()).unwrap()).unwrap();
+    sim.hub = SyncHub::new(HubConfig::default(), Auth::with_secret(SECRET), "b".repeat(40), sim.engine.offset());
+    let out = sim.hub.restore_conn(&sim.engine, sim.clients[a].conn.unwrap(), postcard::from_bytes(&saved).unwrap(), sim.now);
+    assert!(out.catch_up.iter().any(|(_, n)| *n > 0));
+    sim.route(out);
+    sim.deliver_all();
+    assert_eq!(sim.clients[a].c.stats().full_syncs, fulls + 1);
+    assert_eq!(sim.clients[a].c.resume_point().map(|(r, _)| r.to_string()), Some("b".repeat(40)));
+    sim.check_converged();
+}
