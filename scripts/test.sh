@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 source scripts/env.sh
+# Real-client tests (sync-hub/tests/real_clients.rs) fail instead of skipping when a tool is missing.
+export RECACHED_REQUIRE_CLIENTS=1
 
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 
