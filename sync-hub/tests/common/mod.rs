@@ -344,6 +344,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- last output of server {:?} (port {}) ---\n{}", self.kind, self.port, self.output.text());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
