@@ -109,7 +109,8 @@ fn command(_: &mut Ctx, args: &[Bytes]) -> Reply {
             if args.len() == 2 {
                 return Reply::Array(table::table().iter().map(|c| command_info(c)).collect());
             }
-            Reply::Array(args[2..].iter().map(|n| table::lookup(n).map(command_info).unwrap_or(Reply::NilArray)).collect())
+            // Redis answers an unknown name with a null bulk (`$-1`), not a null array.
+            Reply::Array(args[2..].iter().map(|n| table::lookup(n).map(command_info).unwrap_or(Reply::Nil)).collect())
         }
         b"docs" => {
             let specs: Vec<&CommandSpec> = if args.len() == 2 {
@@ -336,7 +337,9 @@ mod tests {
         match t.cmd(&["COMMAND", "INFO", "get", "nosuch"]) {
             Reply::Array(items) => {
                 assert_eq!(items.len(), 2);
-                assert_eq!(items[1], Reply::NilArray);
+                // Regression (docs/compat-findings.md F6): Redis 7.0 sends `$-1` here, the
+                // hub sent `*-1`.
+                assert_eq!(items[1], Reply::Nil);
                 let Reply::Array(get) = &items[0] else { panic!() };
                 assert_eq!(get.len(), 10);
                 assert_eq!(get[0], Reply::bulk("get"));

@@ -810,6 +810,19 @@ pub fn guard(name: &str, body: impl FnOnce() + std::panic::UnwindSafe) {
     }
 }
 
+/// Declares a `#[test]` run through [`guard`] under the name `<test binary>::<fn>`, so
+/// listing that name in tests/known-failures.txt tolerates (and reports) its failure.
+#[allow(unused_macros)]
+macro_rules! compat_test {
+    ($(#[$m:meta])* fn $name:ident() $body:block) => {
+        $(#[$m])*
+        #[test]
+        fn $name() {
+            common::guard(concat!(module_path!(), "::", stringify!($name)), || $body);
+        }
+    };
+}
+
 /// What a bounded run produced.
 pub struct RunOutput {
     /// `None` if it was killed at the time limit.
