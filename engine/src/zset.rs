@@ -147,11 +147,13 @@ impl SortedSet {
     }
 
     /// Adds or updates a member; returns true when it is new. `score` must not be NaN.
+    /// `-0` is stored as `0`, as Redis's compact (listpack) encoding does, so every
+    /// score reads back the same whatever the set's size.
     pub fn insert(&mut self, member: &[u8], score: f64) -> bool {
+        let score = if score == 0.0 { 0.0 } else { score };
         match self.scores.get_mut(member) {
             Some(old) => {
                 let prev = *old;
-                // `-0` equals `0` here, as in Redis: such an update keeps the old score.
                 if prev != score {
                     *old = score;
                     self.update_score(member, prev, score);
