@@ -151,6 +151,7 @@ impl Host for HostCalls<'_> {
             b"publish" => Reply::Int(self.hub.publish(&args[1], &args[2]) as i64),
             b"spublish" => Reply::Int(self.hub.spublish(&args[1], &args[2]) as i64),
             b"pubsub" => self.pubsub(args),
+            b"recached.token" => crate::tokens::token_command(&self.hub.settings, args, now_ms),
             _ => Reply::err(format!("ERR '{}' is not available in this host", String::from_utf8_lossy(&name))),
         }
     }

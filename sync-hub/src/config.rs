@@ -103,12 +103,39 @@ pub struct Args {
     /// Working directory for persistence files.
     #[arg(long, env = "RECACHED_DIR")]
     pub dir: Option<String>,
+    /// HMAC-SHA256 secret that signs sync tokens (JWT HS256); enables `RECACHED.TOKEN`.
+    #[arg(long = "sync-secret", env = "RECACHED_SYNC_SECRET", hide_env_values = true)]
+    pub sync_secret: Option<String>,
+    /// A static sync token, `TOKEN:read=pat,pat;write=pat[;sub=NAME]`; repeat the flag for more.
+    #[arg(long = "sync-token", env = "RECACHED_SYNC_TOKEN", hide_env_values = true, value_name = "SPEC")]
+    pub sync_token: Vec<String>,
+    /// Bytes of recent change groups kept so reconnecting sync clients can continue.
+    #[arg(long = "sync-backlog-bytes", env = "RECACHED_SYNC_BACKLOG_BYTES")]
+    pub sync_backlog_bytes: Option<String>,
+    /// Bytes of pushes queued for one WebSocket before it is closed as a slow consumer (4008).
+    #[arg(long = "sync-max-buffer", env = "RECACHED_SYNC_MAX_BUFFER")]
+    pub sync_max_buffer: Option<String>,
+    /// Largest WebSocket message or HTTP body a client may send (`maxmsg`).
+    #[arg(long = "sync-max-message", env = "RECACHED_SYNC_MAX_MESSAGE")]
+    pub sync_max_message: Option<String>,
+    /// Origins allowed to open a WebSocket, space or comma separated; empty allows any.
+    #[arg(long = "sync-allowed-origins", env = "RECACHED_SYNC_ALLOWED_ORIGINS")]
+    pub sync_allowed_origins: Option<String>,
+    /// Milliseconds from the upgrade to a successful SYNC.HELLO (also bounds an HTTP request head).
+    #[arg(long = "sync-handshake-timeout", env = "RECACHED_SYNC_HANDSHAKE_TIMEOUT")]
+    pub sync_handshake_timeout: Option<String>,
+    /// Most concurrent WebSockets from one IP address; 0 for no cap.
+    #[arg(long = "sync-max-sockets-per-ip", env = "RECACHED_SYNC_MAX_SOCKETS_PER_IP")]
+    pub sync_max_sockets_per_ip: Option<String>,
+    /// This hub's name, reported to sync clients in the HELLO reply.
+    #[arg(long = "sync-hub-id", env = "RECACHED_SYNC_HUB_ID")]
+    pub sync_hub_id: Option<String>,
 }
 
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 21] = [
+        let all: [(&'static str, &Option<String>); 29] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -130,6 +157,14 @@ impl Args {
             ("save", &self.save),
             ("appendonly", &self.appendonly),
             ("dir", &self.dir),
+            ("sync-secret", &self.sync_secret),
+            ("sync-backlog-bytes", &self.sync_backlog_bytes),
+            ("sync-max-buffer", &self.sync_max_buffer),
+            ("sync-max-message", &self.sync_max_message),
+            ("sync-allowed-origins", &self.sync_allowed_origins),
+            ("sync-handshake-timeout", &self.sync_handshake_timeout),
+            ("sync-max-sockets-per-ip", &self.sync_max_sockets_per_ip),
+            ("sync-hub-id", &self.sync_hub_id),
         ];
         all.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
     }
@@ -232,6 +267,24 @@ pub struct Settings {
     pub dbfilename: String,
     /// `appendfilename`.
     pub appendfilename: String,
+    /// `sync-secret`: HMAC secret of sync tokens; empty for none.
+    pub sync_secret: String,
+    /// `sync-token`: static token specs (`TOKEN:read=…;write=…[;sub=…]`), validated.
+    pub sync_tokens: Vec<String>,
+    /// `sync-backlog-bytes`.
+    pub sync_backlog_bytes: u64,
+    /// `sync-max-buffer`: per-socket bound on queued pushes.
+    pub sync_max_buffer: u64,
+    /// `sync-max-message`: the protocol's `maxmsg`, also the HTTP body bound.
+    pub sync_max_message: u64,
+    /// `sync-allowed-origins`; empty allows any.
+    pub sync_allowed_origins: Vec<String>,
+    /// `sync-handshake-timeout` in milliseconds.
+    pub sync_handshake_timeout: u64,
+    /// `sync-max-sockets-per-ip`; 0 for no cap.
+    pub sync_max_sockets_per_ip: u64,
+    /// `sync-hub-id`.
+    pub sync_hub_id: String,
 }
 
 impl Default for Settings {
@@ -264,6 +317,15 @@ impl Default for Settings {
             dir: ".".to_string(),
             dbfilename: "dump.rdb".to_string(),
             appendfilename: "appendonly.aof".to_string(),
+            sync_secret: String::new(),
+            sync_tokens: Vec::new(),
+            sync_backlog_bytes: 16 << 20,
+            sync_max_buffer: 8 << 20,
+            sync_max_message: 1 << 20,
+            sync_allowed_origins: Vec::new(),
+            sync_handshake_timeout: 10_000,
+            sync_max_sockets_per_ip: 2048,
+            sync_hub_id: "recached".to_string(),
         }
     }
 }
@@ -312,6 +374,15 @@ pub static PARAMS: &[Param] = &[
     p("dir", true),
     p("dbfilename", true),
     p("appendfilename", false),
+    Param { name: "sync-secret", mutable: false, secret: true },
+    Param { name: "sync-token", mutable: false, secret: true },
+    p("sync-backlog-bytes", false),
+    p("sync-max-buffer", false),
+    p("sync-max-message", false),
+    p("sync-allowed-origins", false),
+    p("sync-handshake-timeout", false),
+    p("sync-max-sockets-per-ip", false),
+    p("sync-hub-id", false),
 ];
 
 /// Finds a parameter by name, case-insensitively.
@@ -468,6 +539,27 @@ impl Settings {
                 self.dbfilename = value.to_string();
             }
             "appendfilename" => self.appendfilename = value.to_string(),
+            "sync-secret" => self.sync_secret = value.to_string(),
+            // Repeatable: each flag or config-file line adds one token.
+            "sync-token" => {
+                crate::tokens::StaticToken::parse(value)?;
+                self.sync_tokens.push(value.to_string());
+            }
+            "sync-backlog-bytes" => self.sync_backlog_bytes = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
+            "sync-max-buffer" => self.sync_max_buffer = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
+            "sync-max-message" => self.sync_max_message = parse_mem_bounded(value, 1 << 10, 512 << 20)?,
+            "sync-allowed-origins" => {
+                self.sync_allowed_origins =
+                    value.split(|c: char| c == ',' || c.is_whitespace()).filter(|o| !o.is_empty()).map(str::to_string).collect()
+            }
+            "sync-handshake-timeout" => self.sync_handshake_timeout = parse_int(value, 1, i32::MAX as i64)? as u64,
+            "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "sync-hub-id" => {
+                if value.is_empty() || value.len() > 64 {
+                    return Err("argument must be 1 to 64 bytes".to_string());
+                }
+                self.sync_hub_id = value.to_string()
+            }
             _ => return Err(format!("unknown parameter '{}'", name)),
         }
         Ok(())
@@ -504,6 +596,15 @@ impl Settings {
             "dir" => self.dir.clone(),
             "dbfilename" => self.dbfilename.clone(),
             "appendfilename" => self.appendfilename.clone(),
+            "sync-secret" => self.sync_secret.clone(),
+            "sync-token" => self.sync_tokens.join(" "),
+            "sync-backlog-bytes" => self.sync_backlog_bytes.to_string(),
+            "sync-max-buffer" => self.sync_max_buffer.to_string(),
+            "sync-max-message" => self.sync_max_message.to_string(),
+            "sync-allowed-origins" => self.sync_allowed_origins.join(" "),
+            "sync-handshake-timeout" => self.sync_handshake_timeout.to_string(),
+            "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip.to_string(),
+            "sync-hub-id" => self.sync_hub_id.clone(),
             _ => return None,
         })
     }
@@ -545,6 +646,9 @@ impl Settings {
         }
         for (name, value) in args.pairs() {
             s.set(name, value).map_err(|why| ConfigError::Invalid(format!("--{}: {}", name, why)))?;
+        }
+        for spec in &args.sync_token {
+            s.set("sync-token", spec).map_err(|why| ConfigError::Invalid(format!("--sync-token: {}", why)))?;
         }
         Ok(s)
     }

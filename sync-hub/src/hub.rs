@@ -311,9 +311,18 @@ impl Core {
     /// (their commands' own changes go around the loop again), and wake the expiry task if
     /// a nearer deadline appeared.
     pub fn after_batch(&mut self, shared: &Shared, now_ms: u64) {
+        self.after_batch_with(shared, Vec::new(), now_ms);
+    }
+
+    /// [`Core::after_batch`] for a batch whose groups the caller already took from the
+    /// engine (the WebSocket sync hub takes its clients' groups to build their acks);
+    /// they are processed first, in order, as if just taken.
+    pub fn after_batch_with(&mut self, shared: &Shared, taken: Vec<ChangeGroup>, now_ms: u64) {
         let mut any_groups = false;
+        let mut taken = Some(taken);
         loop {
-            let groups = self.engine.take_changes();
+            let mut groups = taken.take().unwrap_or_default();
+            groups.extend(self.engine.take_changes());
             let events = self.engine.take_events();
             if groups.is_empty() && events.is_empty() {
                 break;

@@ -17,6 +17,11 @@
 //! - [`pubsub`], [`notify`], [`blocking`], [`auth`], [`expiry`]: the registry of
 //!   subscribers, keyspace notification flags, parked clients, failed-AUTH throttling, and
 //!   the active-expiry task.
+//! - [`http`]: the sync port (6380): HTTP and WebSocket on one listener, `/healthz`,
+//!   `/metrics` ([`metrics`]), the Upstash-style HTTP command API ([`api`]).
+//! - [`ws`]: WebSocket live sync around the engine's `sync::SyncHub`: the change-stream
+//!   sink, bounded per-socket queues, the tick; [`tokens`]: static tokens, the token
+//!   rules, `RECACHED.TOKEN`.
 //!
 //! # Example
 //! ```no_run
@@ -31,17 +36,22 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod auth;
 pub mod blocking;
 pub mod commands;
 pub mod config;
 pub mod expiry;
+pub mod http;
 pub mod hub;
 pub mod info;
+pub mod metrics;
 pub mod notify;
 pub mod pubsub;
 pub mod resp_conn;
 pub mod server;
+pub mod tokens;
+pub mod ws;
 
 use std::future::Future;
 
@@ -49,14 +59,18 @@ pub use config::{Args, ConfigError, Settings};
 pub use hub::{ChangeSink, Shared};
 pub use server::{HubError, Server};
 
-/// Binds, prints `Ready to accept connections tcp port=<port>` on stdout (tests start the
-/// hub on port 0 and read the port from that line), and serves until `shutdown`
-/// completes. The WebSocket/HTTP listener on `ws-port` plugs in here.
+/// Binds the RESP port and the sync port, prints `Ready to accept connections tcp
+/// port=<port>` then `Ready to accept connections ws port=<port>` on stdout (tests start
+/// the hub on port 0 and read the ports from those lines), and serves until `shutdown`
+/// completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
-    let server = Server::bind(settings).await?;
+    let mut server = Server::bind(settings).await?;
+    let ws_port = server.bind_ws().await?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening (RESP)");
     }
+    tracing::info!(port = ws_port, "listening (WebSocket sync + HTTP)");
     println!("Ready to accept connections tcp port={}", server.port());
+    println!("Ready to accept connections ws port={}", ws_port);
     server.serve(shutdown).await
 }

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Settings;
 use crate::hub::Shared;
-use crate::{expiry, resp_conn};
+use crate::ws::{SyncShared, SyncSink};
+use crate::{expiry, http, resp_conn, ws};
 
 /// Why the hub could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -61,6 +62,14 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     port: u16,
+    sync_port: Option<SyncPort>,
+}
+
+/// The bound sync port (WebSocket + HTTP) and its state.
+struct SyncPort {
+    listeners: Vec<TcpListener>,
+    port: u16,
+    sync: Arc<SyncShared>,
 }
 
 impl Server {
@@ -90,7 +99,52 @@ impl Server {
         }
         let shared = Shared::new(settings);
         shared.tcp_port.store(port, Ordering::Relaxed);
-        Ok(Server { shared, listeners, port })
+        Ok(Server { shared, listeners, port, sync_port: None })
+    }
+
+    /// Binds the sync port (`ws-port`: WebSocket sync and HTTP; 0 picks a free port) on
+    /// every `bind` address and plugs the sync fan-out into the change stream. Returns the
+    /// port bound. Without this call the hub serves RESP only.
+    pub async fn bind_ws(&mut self) -> Result<u16, HubError> {
+        let settings = self.shared.lock().hub.settings.clone();
+        let mut listeners = Vec::new();
+        let mut port = settings.ws_port;
+        for word in &settings.bind {
+            let ip = parse_bind(word).ok_or_else(|| HubError::BadAddress(word.clone()))?;
+            let addr = SocketAddr::new(ip, port);
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(_) if word.starts_with('-') => continue,
+                Err(source) => return Err(HubError::Bind { addr, source }),
+            };
+            if port == 0 {
+                port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            }
+            listeners.push(listener);
+        }
+        if listeners.is_empty() {
+            return Err(HubError::BadAddress(settings.bind.join(" ")));
+        }
+        let offset = self.shared.lock().engine.offset();
+        let sync = SyncShared::new(&settings, &self.shared.run_id, offset);
+        if sync.is_open() {
+            tracing::warn!(
+                "sync port open: no --sync-secret and no --sync-token, so every WebSocket and HTTP client may read and write every key"
+            );
+        }
+        self.shared.add_sink(Box::new(SyncSink(sync.clone())));
+        self.sync_port = Some(SyncPort { listeners, port, sync });
+        Ok(port)
+    }
+
+    /// The sync port actually bound, once [`Server::bind_ws`] ran.
+    pub fn ws_port(&self) -> Option<u16> {
+        self.sync_port.as_ref().map(|p| p.port)
+    }
+
+    /// The sync state (metrics, tests), once [`Server::bind_ws`] ran.
+    pub fn sync(&self) -> Option<&Arc<SyncShared>> {
+        self.sync_port.as_ref().map(|p| &p.sync)
     }
 
     /// The RESP port actually bound.
@@ -116,6 +170,12 @@ impl Server {
         let mut tasks = Vec::new();
         for listener in self.listeners {
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, done_tx.clone())));
+        }
+        if let Some(port) = self.sync_port {
+            for listener in port.listeners {
+                tasks.push(tokio::spawn(http::accept_loop(shared.clone(), port.sync.clone(), listener, done_tx.clone())));
+            }
+            tasks.push(tokio::spawn(ws::tick(port.sync, shared.shutdown.subscribe())));
         }
         let expiry = tokio::spawn(expiry::run(shared.clone(), shared.shutdown.subscribe()));
         drop(done_tx);

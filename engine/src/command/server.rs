@@ -68,6 +68,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         .doc("Stops listening to messages posted to shard channels.", "7.0.0"),
     CommandSpec::new("spublish", 3, PUBSUB | LOADING | STALE | FAST, "pubsub", Handler::Host)
         .doc("Post a message to a shard channel", "7.0.0"),
+    // Recached's own: `RECACHED.TOKEN subject ttl [READ n pattern…] [WRITE n pattern…]` mints
+    // a sync token. `admin`, so sync connections and the HTTP API never reach it.
+    CommandSpec::new("recached.token", -3, ADMIN | NOSCRIPT | LOADING | STALE, "server", Handler::Host)
+        .doc("Mints a JWT (HS256) access token for WebSocket sync and HTTP API clients.", "7.0.0"),
 ];
 
 /// `PING [message]`
@@ -384,7 +388,7 @@ mod tests {
 
     #[test]
     fn host_commands_are_in_the_table() {
-        for name in ["auth", "hello", "quit", "reset", "client", "config", "info", "time", "wait", "subscribe", "publish", "pubsub"] {
+        for name in ["auth", "hello", "quit", "reset", "client", "config", "info", "time", "wait", "subscribe", "publish", "pubsub", "recached.token"] {
             let spec = crate::command::lookup(name.as_bytes()).unwrap_or_else(|| panic!("{} missing", name));
             assert!(matches!(spec.handler, crate::command::Handler::Host), "{}", name);
         }

@@ -60,6 +60,8 @@ pub const NOAUTH: &str = "NOAUTH Authentication required.";
 /// Commands a sync connection may never run, whatever its token.
 const NEVER: &[&str] = &[
     "select", "swapdb", "move", "auth", "hello", "reset", "client", "wait", "monitor", "sync", "psync", "replicaof", "slaveof", "readonly", "readwrite",
+    // Containers whose subcommands Redis flags admin or pubsub (the table flags containers 0).
+    "config", "pubsub",
 ];
 
 /// WebSocket close codes of the protocol (`docs/protocol.md`, section 9).

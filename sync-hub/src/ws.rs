@@ -1,0 +1,625 @@
+//! WebSocket live sync on the sync port: the host side of `docs/protocol.md`.
+//!
+//! Every frame is built and parsed by [`recached_engine::sync::SyncHub`]; this module only
+//! moves bytes and owns the sockets:
+//!
+//! - [`SyncShared`] holds the `SyncHub` (behind its own mutex, always taken *after* the
+//!   engine lock), the socket registry with one bounded outbound queue per socket, the
+//!   limits and the counters `/metrics` reports.
+//! - [`SyncSink`] is the hub's [`ChangeSink`]: every group any batch commits (RESP clients,
+//!   HTTP commands, expiry, blocked clients served) is published to the subscribers.
+//! - [`serve_socket`] runs one upgraded socket: a binary message runs under the engine lock
+//!   exactly like a RESP batch (the same post-batch path, so keyspace notifications fire
+//!   and blocked RESP clients wake), its output is queued, and a writer loop sends it.
+//! - [`tick`] drives handshake timeouts, token expiry and `sync.at` heartbeats.
+//!
+//! Backpressure: pushes (changes and heartbeats a client did not ask for) count against
+//! `sync-max-buffer` while they wait in the socket's queue; past the bound the queue is
+//! dropped and the socket closed with 4008. Replies and snapshots a client asked for are
+//! queued unconditionally, but a socket's next message is only read once its queue is
+//! written, so they are bounded by the client's own requests.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use recached_engine::sync::hub::{close, HubStats};
+use recached_engine::sync::{Close, ConnId, HubConfig, Output, SyncHub};
+use recached_engine::{ChangeGroup, Engine, Host, Reply, Session};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::Settings;
+use crate::hub::{now_ms, ChangeSink, HubState, Shared};
+
+/// Period of [`SyncHub::tick`].
+const TICK: Duration = Duration::from_millis(100);
+/// Most queued bytes the writer takes per flush, so a socket's in-flight data stays small
+/// next to its bound.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Time a closing socket gets to flush its last messages and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The same for a slow consumer, which is not reading right now: its queue is already
+/// dropped, so waiting costs one write batch at most, and the close frame reaches it if
+/// it resumes reading within this time.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(30);
+/// Upper bounds (seconds) of the fan-out lag histogram buckets.
+pub const LAG_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+/// The limits of the sync port, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes of pushes queued per socket before it is closed (4008).
+    pub max_buffer: usize,
+    /// Largest client message (`maxmsg`) and HTTP body.
+    pub max_message: usize,
+    /// Allowed `Origin`s; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Upgrade to successful HELLO; also the time allowed to send an HTTP request.
+    pub handshake_timeout: Duration,
+    /// Concurrent connections per peer IP on the sync port; 0 for no cap.
+    pub per_ip: usize,
+}
+
+impl Limits {
+    /// The limits of a hub's settings.
+    pub fn from_settings(s: &Settings) -> Limits {
+        Limits {
+            max_buffer: s.sync_max_buffer as usize,
+            max_message: s.sync_max_message as usize,
+            allowed_origins: s.sync_allowed_origins.clone(),
+            handshake_timeout: Duration::from_millis(s.sync_handshake_timeout),
+            per_ip: s.sync_max_sockets_per_ip as usize,
+        }
+    }
+}
+
+/// Counters of the sync port for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// WebSockets accepted (including those closed at once by a limit).
+    pub sockets_opened: AtomicU64,
+    /// Connections on the sync port refused by the per-IP cap or `maxclients`.
+    pub refused_capacity: AtomicU64,
+    /// WebSockets refused by the Origin allow-list.
+    pub refused_origin: AtomicU64,
+    /// Sockets closed as slow consumers (4008).
+    pub slow_consumers: AtomicU64,
+    /// Binary messages received.
+    pub messages_in: AtomicU64,
+    /// Bytes received in binary messages.
+    pub bytes_in: AtomicU64,
+    /// Messages sent.
+    pub messages_out: AtomicU64,
+    /// Bytes sent in binary messages.
+    pub bytes_out: AtomicU64,
+    /// HTTP requests answered.
+    pub http_requests: AtomicU64,
+    /// Commands run through the HTTP API.
+    pub http_commands: AtomicU64,
+    /// HTTP requests refused for a missing or bad token.
+    pub http_auth_failures: AtomicU64,
+}
+
+/// Fan-out lag: from a push being queued (the group committed) to it being written.
+#[derive(Debug, Default)]
+pub struct LagHistogram {
+    inner: Mutex<LagInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct LagInner {
+    buckets: [u64; LAG_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl LagHistogram {
+    fn observe(&self, secs: &[f64]) {
+        if secs.is_empty() {
+            return;
+        }
+        let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for &s in secs {
+            for (i, b) in LAG_BUCKETS.iter().enumerate() {
+                if s <= *b {
+                    h.buckets[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += s;
+        }
+    }
+
+    /// Cumulative bucket counts (per [`LAG_BUCKETS`]), total count and sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        let h = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (h.buckets.to_vec(), h.count, h.sum)
+    }
+}
+
+/// The sync state shared by the sync port's tasks.
+pub struct SyncShared {
+    state: Mutex<SyncState>,
+    /// Limits.
+    pub limits: Limits,
+    /// Open connections on the sync port per peer IP (HTTP and WebSocket alike).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open WebSockets.
+    pub sockets: AtomicUsize,
+    /// Counters.
+    pub counters: Counters,
+    /// Fan-out lag.
+    pub lag: LagHistogram,
+    /// Close codes sent, by code.
+    closes: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// The hub state machine and the sockets it talks to. Lock order: the engine lock
+/// ([`Shared::lock`]) first, then this.
+pub struct SyncState {
+    /// The protocol state machine.
+    pub hub: SyncHub,
+    sockets: HashMap<ConnId, Arc<Socket>>,
+}
+
+impl SyncState {
+    /// Bytes queued on every socket, and how many of them are pushes.
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        self.sockets.values().fold((0, 0), |(a, b), s| {
+            let o = s.lock();
+            (a + o.bytes, b + o.pushed)
+        })
+    }
+
+    /// Queues the output of a [`SyncHub`] call on the sockets. Sends to `requester` are
+    /// replies to its own message; every other send is a push and counts against the
+    /// bound. Returns the groups for the caller's post-batch work.
+    fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
+        for (id, bytes) in out.sends {
+            let Some(sock) = self.sockets.get(&id) else { continue };
+            if !sock.push(bytes, Some(id) != requester, sync.limits.max_buffer) {
+                sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
+            }
+        }
+        for (id, c) in out.closes {
+            if let Some(sock) = self.sockets.get(&id) {
+                sock.close(c);
+            }
+        }
+        out.groups
+    }
+}
+
+/// One socket's outbound side, shared between the hub (producer) and its task (writer).
+pub struct Socket {
+    out: Mutex<SocketOut>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct SocketOut {
+    queue: VecDeque<(Bytes, Instant, bool)>,
+    bytes: usize,
+    pushed: usize,
+    close: Option<Close>,
+}
+
+impl Socket {
+    fn new() -> Socket {
+        Socket { out: Mutex::new(SocketOut::default()), notify: Notify::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SocketOut> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one message. A push past the bound drops the queue and closes the socket
+    /// with 4008 instead; `false` then.
+    fn push(&self, bytes: Bytes, push: bool, max_buffer: usize) -> bool {
+        let mut o = self.lock();
+        if o.close.is_some() {
+            return true;
+        }
+        if push && o.pushed + bytes.len() > max_buffer {
+            o.queue = VecDeque::new();
+            o.bytes = 0;
+            o.pushed = 0;
+            o.close = Some(Close::slow_consumer(max_buffer));
+            drop(o);
+            self.notify.notify_one();
+            return false;
+        }
+        o.bytes += bytes.len();
+        if push {
+            o.pushed += bytes.len();
+        }
+        o.queue.push_back((bytes, Instant::now(), push));
+        drop(o);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Asks the socket to close once what is queued is sent. The first close wins.
+    fn close(&self, c: Close) {
+        let mut o = self.lock();
+        if o.close.is_none() {
+            o.close = Some(c);
+        }
+        drop(o);
+        self.notify.notify_one();
+    }
+
+    /// Takes up to [`WRITE_BATCH`] bytes of queued messages.
+    fn take(&self) -> Vec<(Bytes, Instant, bool)> {
+        let mut o = self.lock();
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while let Some((b, _, _)) = o.queue.front() {
+            if !batch.is_empty() && size + b.len() > WRITE_BATCH {
+                break;
+            }
+            size += b.len();
+            let Some(item) = o.queue.pop_front() else { break };
+            o.bytes -= item.0.len();
+            if item.2 {
+                o.pushed -= item.0.len();
+            }
+            batch.push(item);
+        }
+        batch
+    }
+
+    fn closing(&self) -> Option<Close> {
+        self.lock().close.clone()
+    }
+}
+
+impl SyncShared {
+    /// The sync state for a hub whose engine is at `offset`, stream `replid`.
+    pub fn new(settings: &Settings, replid: &str, offset: u64) -> Arc<SyncShared> {
+        let config = HubConfig {
+            hub_id: settings.sync_hub_id.clone(),
+            max_message: settings.sync_max_message as usize,
+            handshake_timeout_ms: settings.sync_handshake_timeout,
+            backlog_bytes: settings.sync_backlog_bytes as usize,
+            ..HubConfig::default()
+        };
+        let hub = SyncHub::new(config, crate::tokens::auth_from(settings), replid, offset);
+        Arc::new(SyncShared {
+            state: Mutex::new(SyncState { hub, sockets: HashMap::new() }),
+            limits: Limits::from_settings(settings),
+            per_ip: Mutex::new(HashMap::new()),
+            sockets: AtomicUsize::new(0),
+            counters: Counters::default(),
+            lag: LagHistogram::default(),
+            closes: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Takes the sync lock. Hold the engine lock first if both are needed.
+    pub fn lock(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether tokens are not checked (no secret, no static tokens).
+    pub fn is_open(&self) -> bool {
+        self.lock().hub.auth().is_open()
+    }
+
+    /// The protocol counters.
+    pub fn hub_stats(&self) -> HubStats {
+        self.lock().hub.stats().clone()
+    }
+
+    /// Close codes sent so far, by code.
+    pub fn close_counts(&self) -> Vec<(u16, u64)> {
+        self.closes.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn count_close(&self, code: u16) {
+        *self.closes.lock().unwrap_or_else(|e| e.into_inner()).entry(code).or_insert(0) += 1;
+    }
+
+    /// Reserves a connection slot for `ip` under the per-IP cap; `None` when full.
+    pub fn acquire_ip(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if self.limits.per_ip > 0 && *n >= self.limits.per_ip {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { sync: self.clone(), ip })
+    }
+}
+
+/// A connection's place under the per-IP cap, released on drop.
+pub struct IpSlot {
+    sync: Arc<SyncShared>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.sync.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Publishes every committed group to the sync subscribers (registered as a change sink).
+pub struct SyncSink(pub Arc<SyncShared>);
+
+impl ChangeSink for SyncSink {
+    fn on_groups(&mut self, groups: &[ChangeGroup], engine: &Engine) {
+        let sync = &self.0;
+        let mut st = sync.lock();
+        // Groups a sync client's own message committed were published by the SyncHub
+        // already (it builds the sender's ack from them); they come back here through the
+        // shared post-batch path and are skipped by offset.
+        let last = st.hub.backlog().last_offset();
+        let start = groups.partition_point(|g| g.offset <= last);
+        if start == groups.len() {
+            return;
+        }
+        let out = st.hub.publish(engine, &groups[start..], now_ms());
+        st.deliver(out, None, sync);
+    }
+}
+
+/// The [`Host`] for commands from sync sockets and the HTTP API: `TIME` and `INFO` as on
+/// RESP, `QUIT` answers OK, and every other host command is refused (the scope check
+/// refuses most of them before they get here).
+pub struct SyncHost<'a> {
+    /// Hub state.
+    pub hub: &'a mut HubState,
+    /// Shared handles.
+    pub shared: &'a Shared,
+}
+
+impl Host for SyncHost<'_> {
+    fn call(&mut self, engine: &mut Engine, _: &mut Session, args: &[Bytes], now_ms: u64) -> Reply {
+        let name = args[0].to_ascii_lowercase();
+        match name.as_slice() {
+            b"time" => Reply::Array(vec![Reply::bulk((now_ms / 1000).to_string()), Reply::bulk(((now_ms % 1000) * 1000).to_string())]),
+            b"info" => crate::info::info(self.hub, engine, self.shared, args),
+            b"quit" => Reply::Ok,
+            _ => Reply::err(format!("NOPERM this user has no permissions to run the '{}' command", String::from_utf8_lossy(&name))),
+        }
+    }
+}
+
+/// Drives [`SyncHub::tick`] until shutdown.
+pub async fn tick(sync: Arc<SyncShared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = crate::hub::stopped(&mut shutdown) => return,
+        }
+        if sync.sockets.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut st = sync.lock();
+        let out = st.hub.tick(now_ms());
+        if !out.is_empty() {
+            st.deliver(out, None, &sync);
+        }
+    }
+}
+
+/// The tungstenite settings for the sync port.
+pub fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default().max_message_size(Some(limits.max_message)).max_frame_size(Some(limits.max_message))
+}
+
+/// Why a socket is refused right after the upgrade (the protocol accepts the upgrade and
+/// closes at once, since browsers only see 1006 for a refused upgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Origin not in the allow-list (4004).
+    Origin,
+    /// Per-IP cap or `maxclients` (1013).
+    Capacity,
+}
+
+/// Sends the close of a refusal and ends the socket.
+pub async fn refuse(sync: Arc<SyncShared>, mut ws: WebSocketStream<TcpStream>, why: Refusal) {
+    let c = match why {
+        Refusal::Origin => {
+            sync.counters.refused_origin.fetch_add(1, Ordering::Relaxed);
+            Close::origin_refused()
+        }
+        Refusal::Capacity => Close::too_many_connections(),
+    };
+    sync.count_close(c.code);
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = ws.close(Some(close_frame(&c))).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+fn close_frame(c: &Close) -> CloseFrame {
+    CloseFrame { code: CloseCode::from(c.code), reason: c.reason.clone().into() }
+}
+
+/// Serves one accepted WebSocket until it closes.
+pub async fn serve_socket(shared: Arc<Shared>, sync: Arc<SyncShared>, mut ws: WebSocketStream<TcpStream>, peer: SocketAddr) {
+    let id = shared.next_client_id();
+    let socket = Arc::new(Socket::new());
+    {
+        let mut st = sync.lock();
+        st.sockets.insert(id, socket.clone());
+        st.hub.open(id, now_ms());
+    }
+    sync.sockets.fetch_add(1, Ordering::Relaxed);
+    sync.counters.sockets_opened.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("sync", id, peer = %peer);
+    let _enter = span.enter();
+    tracing::debug!("socket open");
+    let mut shutdown = shared.shutdown.subscribe();
+    let ended = run(&shared, &sync, &socket, id, &mut ws, &mut shutdown).await;
+    {
+        let mut core = shared.lock();
+        let mut st = sync.lock();
+        st.hub.disconnect(&mut core.engine, id);
+        st.sockets.remove(&id);
+    }
+    sync.sockets.fetch_sub(1, Ordering::Relaxed);
+    // Our close goes out after whatever is still queued (replies before a protocol
+    // error, the last pushes), within a grace period; then the client's close is awaited
+    // so the TCP close does not reset data in flight.
+    if let Ended::Close(c) = &ended {
+        socket.close(c.clone());
+        sync.count_close(c.code);
+        let grace = if c.code == close::SLOW_CONSUMER { SLOW_CLOSE_GRACE } else { CLOSE_GRACE };
+        let _ = tokio::time::timeout(grace, async {
+            if c.code != close::SLOW_CONSUMER {
+                loop {
+                    let batch = socket.take();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for (b, _, _) in batch {
+                        if ws.feed(Message::Binary(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = ws.close(Some(close_frame(c))).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+    } else {
+        // The peer closed: flush tungstenite's reply to its close frame.
+        let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+    }
+    tracing::debug!(how = ?ended, "socket closed");
+}
+
+#[derive(Debug)]
+enum Ended {
+    /// We close with this code.
+    Close(Close),
+    /// The peer closed or the connection broke.
+    Peer,
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    sync: &Arc<SyncShared>,
+    socket: &Arc<Socket>,
+    id: ConnId,
+    ws: &mut WebSocketStream<TcpStream>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
+    loop {
+        // Write everything queued before reading the next message.
+        loop {
+            if let Some(c) = socket.closing() {
+                return Ended::Close(c);
+            }
+            let batch = socket.take();
+            if batch.is_empty() {
+                break;
+            }
+            let mut bytes = 0u64;
+            let n = batch.len() as u64;
+            let write = async {
+                for (b, _, _) in &batch {
+                    bytes += b.len() as u64;
+                    ws.feed(Message::Binary(b.clone())).await?;
+                }
+                ws.flush().await
+            };
+            tokio::select! {
+                r = write => {
+                    if r.is_err() {
+                        return Ended::Peer;
+                    }
+                }
+                // A slow consumer is dropped even while its socket does not drain.
+                _ = wait_close(socket) => continue,
+            }
+            sync.counters.messages_out.fetch_add(n, Ordering::Relaxed);
+            sync.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            let now = Instant::now();
+            let lags: Vec<f64> = batch.iter().filter(|(_, _, push)| *push).map(|(_, at, _)| now.duration_since(*at).as_secs_f64()).collect();
+            sync.lag.observe(&lags);
+        }
+        tokio::select! {
+            biased;
+            _ = socket.notify.notified() => {}
+            _ = crate::hub::stopped(shutdown) => return Ended::Close(Close::shutting_down()),
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(data))) => {
+                    sync.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                    sync.counters.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    handle_message(shared, sync, id, &data);
+                }
+                Some(Ok(Message::Text(_))) => return Ended::Close(Close::text_message()),
+                Some(Ok(Message::Ping(_))) => {
+                    // tungstenite queued the pong; send it now.
+                    if ws.flush().await.is_err() {
+                        return Ended::Peer;
+                    }
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | None => return Ended::Peer,
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                    return Ended::Close(Close::too_big(sync.limits.max_message));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(cause = %e, "socket error");
+                    return Ended::Peer;
+                }
+            },
+        }
+    }
+}
+
+/// Completes once the socket is asked to close. It consumes wake-ups meant for the
+/// writer, which is fine: the writer takes from the queue again after every write.
+async fn wait_close(socket: &Socket) {
+    loop {
+        if socket.closing().is_some() {
+            return;
+        }
+        socket.notify.notified().await;
+    }
+}
+
+/// Runs one binary message under the engine lock, like a RESP batch.
+fn handle_message(shared: &Arc<Shared>, sync: &Arc<SyncShared>, id: ConnId, data: &[u8]) {
+    let now = now_ms();
+    let mut guard = shared.lock();
+    let core = &mut *guard;
+    let groups = {
+        let mut st = sync.lock();
+        let mut host = SyncHost { hub: &mut core.hub, shared };
+        let out = st.hub.message(&mut core.engine, &mut host, id, data, now);
+        st.deliver(out, Some(id), sync)
+    };
+    // The sync lock is released: the sinks (the SyncSink among them) take it again.
+    core.after_batch_with(shared, groups, now);
+}
