@@ -822,6 +822,11 @@ impl SyncClient {
                 return self.submit(vec![args.to_vec()], false);
             }
         }
+        // Reads run on the local copy, which holds only keys the token may read; commands
+        // that leave database 0 or act on the connection are refused as on the hub.
+        if let Err(e) = check_command(&Grant::open(), args) {
+            return Submitted { seq: None, reply: e };
+        }
         let reply = self.visible.execute(&mut self.session, args, self.now, &mut NoHost).into_reply();
         self.report_local_changes(None);
         Submitted { seq: None, reply }

@@ -4,21 +4,30 @@
 //! move bytes and call into [`SyncHub`].
 //!
 //! # How a host drives it
+//! One engine, one `SyncHub`, both owned by the task that owns the engine; sockets talk to
+//! that task. `conn` is the host's connection id, also used as the engine session id
+//! (allocate it from the same counter as RESP client ids).
 //! ```text
-//! hub = SyncHub::new(config, auth, replid, engine.offset())
-//! on socket accepted (origin, caps ok) ........ hub.open(conn, now)
-//! on binary message ........................... out = hub.message(&mut engine, &mut host, conn, &bytes, now)
-//! after any other engine call (RESP clients,
-//!   expiry sweep, eviction) ................... groups = engine.take_changes(); persist(&groups);
-//!                                                out = hub.publish(&engine, &groups, now)
-//! every ~100 ms ............................... out = hub.tick(now)
-//! on socket gone (either side closed) ......... hub.disconnect(&mut engine, conn)
-//! with every Output: persist out.groups (AOF, replicas, keyspace events, wake blocked
-//!   clients), then send out.sends in order (one binary message each), then apply
-//!   out.closes (close code + reason, then hub.disconnect)
+//! hub = SyncHub::new(HubConfig { .. }, auth, replid, engine.offset())
+//! WebSocket upgrade: origin_allowed(&cfg.origins, origin) else close Close::origin_refused();
+//!   per-IP / maxclients caps else Close::too_many_connections(); text message → Close::text_message()
+//! socket accepted ............ hub.open(conn, now)
+//! binary message ............. out = hub.message(&mut engine, &mut host, conn, &bytes, now)
+//! after any other engine call (RESP client command, expiry sweep, eviction):
+//!                              groups = engine.take_changes(); (AOF, replicas)
+//!                              out = hub.publish(&engine, &groups, now)
+//! every ~100 ms .............. out = hub.tick(now)       (handshake timeout, token expiry, sync.at)
+//! socket gone ................ hub.disconnect(&mut engine, conn)
+//! with every Output: append out.groups to the AOF / replication stream (durable before
+//!   the sends when acks must survive a crash), take engine.take_events() for keyspace
+//!   notifications and wake blocked clients on the groups' keys; then queue out.sends
+//!   (one binary message each, in order per connection; out.catch_up raises that
+//!   connection's bound until written); then perform out.closes (code + reason) and
+//!   call hub.disconnect.
+//! outbound buffer over its bound: close with Close::slow_consumer(bound), hub.disconnect.
+//! hibernation (edge): hub.export_conn(conn) into the attachment; on wake
+//!   hub.restore_conn(&engine, conn, state, now).
 //! ```
-//! The host bounds each socket's outbound buffer; past the bound it closes with
-//! [`Close::slow_consumer`] and calls [`SyncHub::disconnect`].
 
 use std::collections::{BTreeMap, HashMap};
 

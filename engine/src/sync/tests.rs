@@ -688,6 +688,9 @@ fn out_of_scope_writes_are_refused_and_rolled_back() {
     assert_eq!(s.seq, None);
     assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM")));
     assert_eq!(get(&mut sim, i, "user:2:y"), Reply::Nil);
+    // The local copy cannot be switched to another database.
+    let s = sim.clients[i].c.execute(&args(&["SELECT", "1"]), local);
+    assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM")));
     // Keyless writes need an unrestricted grant.
     let s = sim.clients[i].c.execute(&args(&["FLUSHALL"]), local);
     assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM this user has no permissions to run the 'flushall' command")));
