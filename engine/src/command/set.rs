@@ -862,6 +862,49 @@ pub(crate) mod tests {
         assert_eq!(t.cmd(&["SSCAN", "nope", "0", "COUNT", "0"]), Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
     }
 
+    /// Event names of the commands, in order, as `event:key`.
+    pub(crate) fn events(t: &mut T, cmds: &[&[&str]]) -> Vec<String> {
+        t.eng.config_mut().keyspace_events = u32::MAX;
+        t.eng.take_events();
+        for c in cmds {
+            t.cmd(c);
+        }
+        let out = t
+            .eng
+            .take_events()
+            .into_iter()
+            .filter(|e| e.event != "keymiss")
+            .map(|e| format!("{}:{}", e.event, String::from_utf8_lossy(&e.key)))
+            .collect();
+        t.eng.config_mut().keyspace_events = 0;
+        out
+    }
+
+    #[test]
+    fn keyspace_events() {
+        let mut t = T::new();
+        let got = events(
+            &mut t,
+            &[
+                &["SADD", "a", "1", "2"],
+                &["SADD", "a", "1"],
+                &["SREM", "a", "2"],
+                &["SMOVE", "a", "b", "1"],
+                &["SADD", "a", "x", "y"],
+                &["SPOP", "a"],
+                &["SINTERSTORE", "d", "a", "b"],
+                &["SUNIONSTORE", "d", "a", "b"],
+                &["SDIFFSTORE", "d", "a", "b"],
+            ],
+        );
+        // The `del` of an emptied key comes when the command settles, after its other events.
+        let want = [
+            "new:a", "sadd:a", "srem:a", "srem:a", "new:b", "sadd:b", "del:a", "new:a", "sadd:a", "spop:a", "new:d",
+            "sunionstore:d", "sdiffstore:d",
+        ];
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn replay_gives_same_state() {
         let mut t = T::new();

@@ -2013,6 +2013,38 @@ mod tests {
     }
 
     #[test]
+    fn keyspace_events() {
+        let mut t = T::new();
+        let got = crate::command::set::tests::events(
+            &mut t,
+            &[
+                &["ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d"],
+                &["ZADD", "z", "1", "a"],
+                &["ZINCRBY", "z", "1", "a"],
+                &["ZREM", "z", "a"],
+                &["ZPOPMIN", "z"],
+                &["ZPOPMAX", "z", "0"],
+                &["BZPOPMAX", "z", "0"],
+                &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+                &["ZREMRANGEBYSCORE", "z", "1", "1"],
+                &["ZREMRANGEBYRANK", "z", "0", "0"],
+                &["ZREMRANGEBYLEX", "z", "-", "+"],
+                &["ZADD", "z", "1", "a"],
+                &["ZRANGESTORE", "d", "z", "0", "-1"],
+                &["ZUNIONSTORE", "d", "1", "z"],
+                &["ZINTERSTORE", "d", "1", "z"],
+                &["ZDIFFSTORE", "d", "2", "z", "z"],
+            ],
+        );
+        let want = [
+            "new:z", "zadd:z", "zincr:z", "zrem:z", "zpopmin:z", "zpopmax:z", "zadd:z", "zremrangebyscore:z",
+            "zremrangebyrank:z", "zremrangebylex:z", "del:z", "new:z", "zadd:z", "new:d", "zrangestore:d",
+            "zunionstore:d", "zinterstore:d", "del:d",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn replay_gives_same_state() {
         let mut t = T::new();
         let script: &[&[&str]] = &[
