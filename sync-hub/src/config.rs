@@ -130,12 +130,15 @@ pub struct Args {
     /// This hub's name, reported to sync clients in the HELLO reply.
     #[arg(long = "sync-hub-id", env = "RECACHED_SYNC_HUB_ID")]
     pub sync_hub_id: Option<String>,
+    /// Runtime worker threads; 1 runs everything on one thread, like Redis.
+    #[arg(long = "io-threads", env = "RECACHED_IO_THREADS")]
+    pub io_threads: Option<String>,
 }
 
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 29] = [
+        let all: [(&'static str, &Option<String>); 30] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -165,6 +168,7 @@ impl Args {
             ("sync-handshake-timeout", &self.sync_handshake_timeout),
             ("sync-max-sockets-per-ip", &self.sync_max_sockets_per_ip),
             ("sync-hub-id", &self.sync_hub_id),
+            ("io-threads", &self.io_threads),
         ];
         all.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
     }
@@ -285,6 +289,8 @@ pub struct Settings {
     pub sync_max_sockets_per_ip: u64,
     /// `sync-hub-id`.
     pub sync_hub_id: String,
+    /// `io-threads`: tokio worker threads (1: a single-threaded runtime).
+    pub io_threads: usize,
 }
 
 impl Default for Settings {
@@ -326,6 +332,7 @@ impl Default for Settings {
             sync_handshake_timeout: 10_000,
             sync_max_sockets_per_ip: 2048,
             sync_hub_id: "recached".to_string(),
+            io_threads: 1,
         }
     }
 }
@@ -383,6 +390,7 @@ pub static PARAMS: &[Param] = &[
     p("sync-handshake-timeout", false),
     p("sync-max-sockets-per-ip", false),
     p("sync-hub-id", false),
+    p("io-threads", false),
 ];
 
 /// Finds a parameter by name, case-insensitively.
@@ -560,6 +568,7 @@ impl Settings {
                 }
                 self.sync_hub_id = value.to_string()
             }
+            "io-threads" => self.io_threads = parse_int(value, 1, 128)? as usize,
             _ => return Err(format!("unknown parameter '{}'", name)),
         }
         Ok(())
@@ -605,6 +614,7 @@ impl Settings {
             "sync-handshake-timeout" => self.sync_handshake_timeout.to_string(),
             "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip.to_string(),
             "sync-hub-id" => self.sync_hub_id.clone(),
+            "io-threads" => self.io_threads.to_string(),
             _ => return None,
         })
     }

@@ -21,7 +21,16 @@ fn main() -> ExitCode {
     if settings.requirepass.is_empty() {
         tracing::warn!("no requirepass set: any local client may connect");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One engine behind one lock: a single-threaded runtime (as Redis) avoids lock
+    // handoffs between workers; `io-threads` > 1 spreads socket work over more threads.
+    let mut builder = if settings.io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(settings.io_threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("recached: cannot start the runtime: {}", e);

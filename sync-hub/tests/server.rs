@@ -45,9 +45,18 @@ async fn expect(s: &mut TcpStream, want: &str) {
 }
 
 /// Reads until the peer closes; returns everything read.
+/// A reset counts as a close (the server closing with unread input sends one).
 async fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("close timeout").expect("read");
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("close timeout") {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {}", e),
+        }
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -350,4 +359,158 @@ async fn graceful_shutdown_flushes_and_stops() {
     assert_eq!(read_to_close(&mut c).await, "");
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns").unwrap().unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
+
+/// Sends one inline command per entry and checks each reply.
+async fn table(s: &mut TcpStream, cases: &[(&str, &str)]) {
+    for (cmd, want) in cases {
+        roundtrip(s, format!("{}\r\n", cmd).as_bytes(), want).await;
+    }
+}
+
+#[tokio::test]
+async fn client_and_config_errors_match_redis() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut s = connect(addr).await;
+    table(
+        &mut s,
+        &[
+            ("CLIENT SETNAME \"a b\"", "-ERR Client names cannot contain spaces, newlines or special characters.\r\n"),
+            ("CLIENT GETNAME", "$-1\r\n"),
+            ("CLIENT SETNAME worker", "+OK\r\n"),
+            ("CLIENT GETNAME", "$6\r\nworker\r\n"),
+            ("CLIENT KILL 1.2.3.4:5", "-ERR No such client\r\n"),
+            ("CLIENT KILL ID abc", "-ERR client-id should be greater than 0\r\n"),
+            ("CLIENT KILL foo bar", "-ERR syntax error\r\n"),
+            ("CLIENT KILL TYPE foo", "-ERR Unknown client type 'foo'\r\n"),
+            ("CLIENT UNBLOCK abc", "-ERR value is not an integer or out of range\r\n"),
+            ("CLIENT UNBLOCK 1 foo", "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"),
+            ("CLIENT foo", "-ERR unknown subcommand 'foo'. Try CLIENT HELP.\r\n"),
+            ("CLIENT SETNAME", "-ERR wrong number of arguments for 'client|setname' command\r\n"),
+            ("CLIENT LIST TYPE foo", "-ERR Unknown client type 'foo'\r\n"),
+            ("CLIENT LIST ID abc", "-ERR Invalid client ID\r\n"),
+            ("CONFIG GET", "-ERR wrong number of arguments for 'config|get' command\r\n"),
+            ("CONFIG foo", "-ERR unknown subcommand 'foo'. Try CONFIG HELP.\r\n"),
+            ("CONFIG RESETSTAT x", "-ERR wrong number of arguments for 'config|resetstat' command\r\n"),
+            ("CONFIG GET nosuch", "*0\r\n"),
+            ("CONFIG SET nosuch 1", "-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n"),
+            ("CONFIG SET maxmemory abc", "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value\r\n"),
+            ("CONFIG SET databases 3", "-ERR CONFIG SET failed (possibly related to argument 'databases') - can't set immutable config\r\n"),
+            ("CONFIG SET timeout 5 timeout 6", "-ERR CONFIG SET failed (possibly related to argument 'timeout') - duplicate parameter\r\n"),
+            ("CONFIG SET timeout 5 hz", "-ERR syntax error\r\n"),
+            ("CONFIG SET notify-keyspace-events q", "-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.\r\n"),
+            // A failed multi-pair SET applies nothing.
+            ("CONFIG SET maxmemory 1mb maxclients 0", "-ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 and 4294967295 inclusive\r\n"),
+            ("CONFIG GET maxmemory", "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"),
+            ("CONFIG SET maxmemory 1mb notify-keyspace-events KEA", "+OK\r\n"),
+            ("CONFIG GET maxmemory", "*2\r\n$9\r\nmaxmemory\r\n$7\r\n1048576\r\n"),
+            ("CONFIG GET notify-keyspace-events", "*2\r\n$22\r\nnotify-keyspace-events\r\n$3\r\nAKE\r\n"),
+            ("CONFIG GET maxmemory-p*", "*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n"),
+            ("HELLO 3 foo", "-ERR Syntax error in HELLO option 'foo'\r\n"),
+            ("HELLO abc", "-ERR Protocol version is not an integer or out of range\r\n"),
+            ("HELLO 4", "-NOPROTO unsupported protocol version\r\n"),
+            ("AUTH x", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"),
+            ("PUBSUB foo", "-ERR unknown subcommand 'foo'. Try PUBSUB HELP.\r\n"),
+            ("PUBSUB NUMPAT x", "-ERR wrong number of arguments for 'pubsub|numpat' command\r\n"),
+            ("WAIT 0 abc", "-ERR timeout is not an integer or out of range\r\n"),
+            ("WAIT 0 0", ":0\r\n"),
+            ("TIME x", "-ERR wrong number of arguments for 'time' command\r\n"),
+            ("SHUTDOWN foo", "-ERR syntax error\r\n"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hello_switches_protocol_and_reset_restores_it() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut s = connect(addr).await;
+    let hello = "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:1\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+    roundtrip(&mut s, b"HELLO 3\r\n", hello).await;
+    roundtrip(&mut s, b"GET nothing\r\nSELECT 2\r\n", "_\r\n+OK\r\n").await;
+    roundtrip(&mut s, b"RESET\r\n", "+RESET\r\n").await;
+    roundtrip(&mut s, b"GET nothing\r\nCLIENT INFO\r\n", "$-1\r\n$").await;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]);
+    assert!(info.contains(" db=0 ") && info.contains(" resp=2") && info.contains("cmd=client|info"), "{}", info);
+}
+
+#[tokio::test]
+async fn info_sections_and_time() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut s = connect(addr).await;
+    roundtrip(&mut s, b"SET k v EX 100\r\n", "+OK\r\n").await;
+    s.write_all(b"INFO\r\n").await.unwrap();
+    let mut text = String::new();
+    let mut buf = vec![0u8; 16384];
+    while !text.contains("# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("INFO complete").unwrap();
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    for needle in ["# Server\r\n", "redis_version:7.0.15\r\n", "# Clients\r\nconnected_clients:1\r\n", "# Memory\r\n", "loading:0\r\n", "# Stats\r\n", "role:master\r\n"] {
+        assert!(text.contains(needle), "missing {:?} in INFO", needle);
+    }
+    s.write_all(b"TIME\r\n").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("*2\r\n$10\r\n"));
+}
+
+#[tokio::test]
+async fn idle_timeout_and_query_buffer_limit() {
+    let (addr, _stop) = start(|s| {
+        s.timeout = 1;
+        s.client_query_buffer_limit = 1 << 20;
+    })
+    .await;
+    let mut idle = connect(addr).await;
+    let mut sub = connect(addr).await;
+    roundtrip(&mut sub, b"SUBSCRIBE c\r\n", "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n").await;
+    let t = std::time::Instant::now();
+    assert_eq!(read_to_close(&mut idle).await, "");
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    // Subscribers are not closed for idleness.
+    roundtrip(&mut sub, b"PING\r\n", "*2\r\n$4\r\npong\r\n$0\r\n\r\n").await;
+    // A bulk bigger than the query buffer limit never completes: the client is closed.
+    let mut big = connect(addr).await;
+    big.write_all(b"*2\r\n$3\r\nGET\r\n$4000000\r\n").await.unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..3 {
+        if big.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(read_to_close(&mut big).await, "");
+}
+
+#[tokio::test]
+async fn failed_auth_is_throttled_per_ip() {
+    let (addr, _stop) = start(|s| s.requirepass = "pw".into()).await;
+    let mut a = connect(addr).await;
+    let mut b = connect(addr).await;
+    let wrong = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    // The first failures are free, whichever connection makes them.
+    roundtrip(&mut a, b"AUTH nope\r\n", wrong).await;
+    roundtrip(&mut b, b"AUTH nope\r\n", wrong).await;
+    roundtrip(&mut a, b"AUTH nope\r\n", wrong).await;
+    // Then each attempt from this IP waits longer, on any connection.
+    let t = std::time::Instant::now();
+    roundtrip(&mut b, b"AUTH nope\r\n", wrong).await;
+    roundtrip(&mut a, b"AUTH nope\r\n", wrong).await;
+    assert!(t.elapsed() >= Duration::from_millis(100), "no delay: {:?}", t.elapsed());
+    // The right password still works (after its slot).
+    roundtrip(&mut a, b"AUTH pw\r\nPING\r\n", "+OK\r\n+PONG\r\n").await;
+}
+
+#[tokio::test]
+async fn shutdown_command_stops_the_server() {
+    let settings = Settings { port: 0, ..Settings::default() };
+    let server = Server::bind(settings).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let task = tokio::spawn(server.serve(std::future::pending()));
+    let mut c = connect(addr).await;
+    c.write_all(b"SHUTDOWN NOSAVE\r\n").await.unwrap();
+    assert_eq!(read_to_close(&mut c).await, "");
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns").unwrap().unwrap();
 }
