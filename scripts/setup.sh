@@ -19,6 +19,9 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+# Headless browser for ui-bindings' wasm-bindgen-test (scripts/test.d/30-ui-wasm.sh).
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +30,14 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   # The Debian package starts a system redis on 6379; we never use it, and it
   # would take the hub's default port.
   (systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || pkill -x redis-server) >/dev/null 2>&1 || true
+fi
+
+# --- wasm-bindgen CLI (must equal the wasm-bindgen crate pinned in Cargo.lock) ---------------
+# No --locked: the CLI's own lockfile names a webpki-roots the registry lacks (TOOLCHAIN.md).
+WASM_BINDGEN_VERSION=0.2.130
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (~5 min)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
 # --- Python clients (venv) ------------------------------------------------------

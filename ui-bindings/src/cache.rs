@@ -1,0 +1,305 @@
+//! [`Cache`]: the shared handle the JS class and the Leptos hooks both drive.
+//!
+//! It owns a [`CacheCore`] behind `Rc<RefCell<…>>`, reads the clock (`Date.now()`), keeps
+//! one gloo-timers timeout armed at the engine's next key deadline, and delivers notices
+//! after releasing its borrow — so a listener may read, write or close the cache. Notices
+//! produced while listeners run are delivered by the same loop, in order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+use gloo_timers::callback::Timeout;
+use recached_engine::Reply;
+
+use crate::core::{CacheCore, CacheError, CacheOptions, KeyListener, Status, StatusListener};
+use crate::registry::ListenerId;
+
+/// `setTimeout` takes a signed 32-bit delay; a later deadline re-arms on wake-up.
+const MAX_DELAY_MS: u64 = i32::MAX as u64;
+
+thread_local! {
+    static LIVE_CLOSURES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// JS closures (timers, unsubscribe functions) this crate currently holds, for leak tests:
+/// it returns to its old value once the caches that made them are closed.
+pub fn live_closures() -> usize {
+    LIVE_CLOSURES.with(Cell::get)
+}
+
+/// Counts a closure-holding value as live until it is dropped.
+pub(crate) struct Counted<T>(pub(crate) T);
+
+impl<T> Counted<T> {
+    pub(crate) fn new(value: T) -> Counted<T> {
+        LIVE_CLOSURES.with(|c| c.set(c.get() + 1));
+        Counted(value)
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        LIVE_CLOSURES.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// The current time in Unix ms.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+struct Inner {
+    core: RefCell<CacheCore>,
+    /// The armed expiry timer and the deadline it is for.
+    timer: RefCell<Option<(u64, Counted<Timeout>)>>,
+    /// Set while the delivery loop runs: nested calls leave their notices to it.
+    delivering: Cell<bool>,
+    /// Host-side objects tied to a key or status listener (the JS unsubscribe closure),
+    /// dropped with it.
+    attached: RefCell<HashMap<(bool, ListenerId), Box<dyn std::any::Any>>>,
+}
+
+/// A local cache in the browser: the engine in wasm memory, TTL timers, eviction, change
+/// listeners. Cloning gives another handle to the same cache.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner.core.try_borrow() {
+            Ok(core) => core.fmt(f),
+            Err(_) => f.write_str("Cache { <busy> }"),
+        }
+    }
+}
+
+impl PartialEq for Cache {
+    fn eq(&self, other: &Cache) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// A handle that does not keep the cache alive (held by closures the cache owns).
+#[derive(Clone)]
+pub struct WeakCache {
+    inner: Weak<Inner>,
+}
+
+impl WeakCache {
+    /// The cache, if a handle to it still exists.
+    pub fn upgrade(&self) -> Option<Cache> {
+        self.inner.upgrade().map(|inner| Cache { inner })
+    }
+}
+
+impl Cache {
+    /// A handle that does not keep the cache alive.
+    pub fn downgrade(&self) -> WeakCache {
+        WeakCache { inner: Rc::downgrade(&self.inner) }
+    }
+
+    /// A new local cache. Installs the panic hook first, so a panic reaches the console.
+    pub fn new(options: &CacheOptions) -> Result<Cache, CacheError> {
+        console_error_panic_hook::set_once();
+        Ok(Cache {
+            inner: Rc::new(Inner {
+                core: RefCell::new(CacheCore::new(options)),
+                timer: RefCell::new(None),
+                delivering: Cell::new(false),
+                attached: RefCell::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Runs any command now (reads answer from memory, writes apply at once), delivers the
+    /// notices it caused and re-arms the expiry timer.
+    pub fn run(&self, args: &[Bytes]) -> Reply {
+        let reply = self.inner.core.borrow_mut().execute(args, now_ms());
+        self.settle();
+        reply
+    }
+
+    /// [`Cache::run`] from anything byte-like: `cache.cmd(&["SET", "k", "v"])`.
+    pub fn cmd<A: AsRef<[u8]>>(&self, args: &[A]) -> Reply {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect();
+        self.run(&args)
+    }
+
+    /// Runs commands as one transaction; the reply is EXEC's.
+    pub fn transaction(&self, commands: &[Vec<Bytes>]) -> Reply {
+        let reply = self.inner.core.borrow_mut().transaction(commands, now_ms());
+        self.settle();
+        reply
+    }
+
+    /// The value of a string key.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Bytes> {
+        let value = self.inner.core.borrow_mut().get(key.as_ref(), now_ms());
+        self.settle();
+        value
+    }
+
+    /// The value of a string key as text (lossy for non-UTF-8 bytes).
+    pub fn get_string(&self, key: impl AsRef<[u8]>) -> Option<String> {
+        self.get(key).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Whether a key exists.
+    pub fn exists(&self, key: impl AsRef<[u8]>) -> bool {
+        let found = self.inner.core.borrow_mut().exists(key.as_ref(), now_ms());
+        self.settle();
+        found
+    }
+
+    /// A hash's fields and values.
+    pub fn hgetall(&self, key: impl AsRef<[u8]>) -> Vec<(Bytes, Bytes)> {
+        let pairs = self.inner.core.borrow_mut().hgetall(key.as_ref(), now_ms());
+        self.settle();
+        pairs
+    }
+
+    /// The keys matching a glob pattern, sorted.
+    pub fn keys(&self, pattern: impl AsRef<[u8]>) -> Vec<Bytes> {
+        let keys = self.inner.core.borrow_mut().keys(pattern.as_ref(), now_ms());
+        self.settle();
+        keys
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.inner.core.borrow().engine().key_count()
+    }
+
+    /// Whether the cache holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The engine's memory accounting, in bytes.
+    pub fn used_memory(&self) -> usize {
+        self.inner.core.borrow().engine().used_memory()
+    }
+
+    /// The status (`offline` for a local cache).
+    pub fn status(&self) -> Status {
+        self.inner.core.borrow().status()
+    }
+
+    /// Calls `listener` with every change to a key matching `pattern` (Redis glob; a
+    /// pattern with no metacharacter watches one key through a per-key index). `None` once
+    /// the cache is closed.
+    pub fn on(&self, pattern: impl AsRef<[u8]>, listener: KeyListener) -> Option<ListenerId> {
+        self.inner.core.borrow_mut().on(pattern.as_ref(), listener)
+    }
+
+    /// Stops a key listener; the listener (and what it holds) is dropped here.
+    pub fn off(&self, id: ListenerId) {
+        let listener = self.inner.core.borrow_mut().off(id);
+        let attached = self.inner.attached.borrow_mut().remove(&(false, id));
+        drop((listener, attached));
+    }
+
+    /// Calls `listener` whenever the status changes.
+    pub fn on_status(&self, listener: StatusListener) -> Option<ListenerId> {
+        self.inner.core.borrow_mut().on_status(listener)
+    }
+
+    /// Stops a status listener.
+    pub fn off_status(&self, id: ListenerId) {
+        let listener = self.inner.core.borrow_mut().off_status(id);
+        let attached = self.inner.attached.borrow_mut().remove(&(true, id));
+        drop((listener, attached));
+    }
+
+    /// Keeps `value` (a JS closure) alive as long as the listener `id` is registered.
+    pub(crate) fn attach(&self, status: bool, id: ListenerId, value: Box<dyn std::any::Any>) {
+        self.inner.attached.borrow_mut().insert((status, id), value);
+    }
+
+    /// Number of key listeners.
+    pub fn listener_count(&self) -> usize {
+        self.inner.core.borrow().listener_count()
+    }
+
+    /// Closes the cache: frees its data, cancels its timer, tells status listeners
+    /// `closed`, then releases every listener and closure it held. Idempotent.
+    pub fn close(&self) {
+        let (keys, statuses) = self.inner.core.borrow_mut().close();
+        let timer = self.inner.timer.borrow_mut().take();
+        for l in &statuses {
+            l(Status::Closed);
+        }
+        let attached = std::mem::take(&mut *self.inner.attached.borrow_mut());
+        drop((keys, statuses, timer, attached));
+    }
+
+    /// Whether the cache was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.core.borrow().is_closed()
+    }
+
+    /// Delivers pending notices and status changes (outside the borrow), then re-arms
+    /// the timer. Re-entrant calls return at once: the outer loop picks their notices up.
+    fn settle(&self) {
+        if self.inner.delivering.get() {
+            return;
+        }
+        self.inner.delivering.set(true);
+        loop {
+            let (status, batch) = {
+                let mut core = self.inner.core.borrow_mut();
+                if !core.has_dispatch() {
+                    break;
+                }
+                (core.take_status_dispatch(), core.take_dispatch())
+            };
+            if let Some((status, listeners)) = status {
+                for (id, l) in listeners {
+                    if self.inner.core.borrow().is_status_listening(id) {
+                        l(status);
+                    }
+                }
+            }
+            for (id, l, notice) in batch {
+                if self.inner.core.borrow().is_listening(id) {
+                    l(&notice);
+                }
+            }
+        }
+        self.inner.delivering.set(false);
+        self.arm();
+    }
+
+    /// Keeps the timer at the engine's next deadline.
+    fn arm(&self) {
+        let next = self.inner.core.borrow().next_deadline();
+        let mut timer = self.inner.timer.borrow_mut();
+        match next {
+            None => *timer = None,
+            Some(at) if timer.as_ref().map(|(t, _)| *t) == Some(at) => {}
+            Some(at) => {
+                let delay = at.saturating_sub(now_ms()).min(MAX_DELAY_MS) as u32;
+                let weak: Weak<Inner> = Rc::downgrade(&self.inner);
+                let timeout = Timeout::new(delay, move || {
+                    if let Some(inner) = weak.upgrade() {
+                        Cache { inner }.on_timer();
+                    }
+                });
+                *timer = Some((at, Counted::new(timeout)));
+            }
+        }
+    }
+
+    fn on_timer(&self) {
+        // The fired timeout is dropped after this call returns to JS (wasm-bindgen defers
+        // freeing a closure that is running).
+        let fired = self.inner.timer.borrow_mut().take();
+        self.inner.core.borrow_mut().tick(now_ms());
+        self.settle();
+        drop(fired);
+    }
+}

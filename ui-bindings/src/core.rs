@@ -1,0 +1,695 @@
+//! The cache core in plain Rust: an engine, a session on database 0, the listener
+//! registry and the notices a command produced. No JS, no clock, no timers — the host
+//! (the [`crate::Cache`] handle in the browser, tests natively) passes the time in and
+//! delivers the notices outside any borrow, so a listener may call back into the cache.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use recached_engine::{Config, EventClass, Engine, Policy, Reply, Session};
+use thiserror::Error;
+
+use crate::registry::{ListenerId, Registry};
+
+/// Keys expired per timer tick; the rest wait for the next tick (scheduled at once).
+pub const SWEEP_BUDGET: usize = 1000;
+
+/// The error text of any command on a closed cache.
+pub const CLOSED: &str = "ERR the cache is closed";
+
+/// Commands whose session state would make the browser cache's one session ambiguous.
+/// Transactions go through [`CacheCore::transaction`] instead.
+const REFUSED: &[&str] = &["select", "multi", "exec", "discard", "watch", "unwatch", "reset", "quit", "hello"];
+
+/// Settings of a cache, mapped from `createCache({ maxKeys, maxMemory, eviction, channel })`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// Key cap; 0 means none.
+    pub max_keys: usize,
+    /// Memory cap in bytes (the engine's accounting); 0 means none.
+    pub max_memory: usize,
+    /// What to evict at a cap. `None`: `allkeys-lru` — a browser cache should make room
+    /// rather than refuse writes (Redis's default, `noeviction`, is available by name).
+    pub eviction: Option<Policy>,
+    /// BroadcastChannel name for sharing between tabs (accepted; see the README for what
+    /// cross-tab sharing does today).
+    pub channel: Option<String>,
+}
+
+impl CacheOptions {
+    /// Parses a `maxmemory`-style size: a number of bytes or `10kb`/`10mb`/`1gb` (also
+    /// `k`/`m`/`g`, powers of 1000 as in redis.conf).
+    pub fn parse_size(text: &str) -> Result<usize, CacheError> {
+        let t = text.trim().to_ascii_lowercase();
+        let (digits, unit): (&str, usize) = match () {
+            _ if t.ends_with("gb") => (&t[..t.len() - 2], 1 << 30),
+            _ if t.ends_with("mb") => (&t[..t.len() - 2], 1 << 20),
+            _ if t.ends_with("kb") => (&t[..t.len() - 2], 1 << 10),
+            _ if t.ends_with('g') => (&t[..t.len() - 1], 1_000_000_000),
+            _ if t.ends_with('m') => (&t[..t.len() - 1], 1_000_000),
+            _ if t.ends_with('k') => (&t[..t.len() - 1], 1_000),
+            _ if t.ends_with('b') => (&t[..t.len() - 1], 1),
+            _ => (&t[..], 1),
+        };
+        digits
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .ok_or_else(|| CacheError::Option(format!("maxMemory: '{text}' is not a size")))
+    }
+
+    /// Parses an eviction policy name (`allkeys-lru`, `volatile-ttl`, `noeviction`, …).
+    pub fn parse_policy(name: &str) -> Result<Policy, CacheError> {
+        Policy::parse(name).ok_or_else(|| CacheError::Option(format!("eviction: unknown policy '{name}'")))
+    }
+}
+
+/// Errors of the cache layer (command errors are replies, not these).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// A bad option to `createCache`.
+    #[error("invalid option: {0}")]
+    Option(String),
+}
+
+/// What a cache is doing, for the UI (`cache.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// No hub connection: a local cache (the state with no server at all).
+    Offline,
+    /// Opening a connection to a hub.
+    Connecting,
+    /// Connected, catching up with the hub.
+    Resyncing,
+    /// Caught up with the hub; changes arrive as they commit.
+    Live,
+    /// `close()` was called; every command now answers an error.
+    Closed,
+}
+
+impl Status {
+    /// The name JS sees: `offline`, `connecting`, `resyncing`, `live`, `closed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Offline => "offline",
+            Status::Connecting => "connecting",
+            Status::Resyncing => "resyncing",
+            Status::Live => "live",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One thing that happened to a key of database 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The key; `None` when every key may have changed (`FLUSHDB`, `FLUSHALL`, `SWAPDB`).
+    pub key: Option<Bytes>,
+    /// Redis's keyspace event name (`set`, `del`, `expired`, `evicted`, `hset`, `lpush`,
+    /// …), `flushdb`/`flushall`/`swapdb` for whole-database changes, or `changed` when the
+    /// engine named no event for a change.
+    pub event: &'static str,
+}
+
+/// A key listener: called with each notice for a key it watches.
+pub type KeyListener = Rc<dyn Fn(&Notice)>;
+
+/// A status listener.
+pub type StatusListener = Rc<dyn Fn(Status)>;
+
+/// The keyspace events the cache asks of its engine: everything that says a key changed
+/// (not `new`, which doubles another event, nor `miss`, which is a read).
+fn event_mask() -> u32 {
+    [
+        EventClass::Generic,
+        EventClass::String,
+        EventClass::List,
+        EventClass::Set,
+        EventClass::Hash,
+        EventClass::ZSet,
+        EventClass::Expired,
+        EventClass::Evicted,
+    ]
+    .iter()
+    .fold(0, |m, c| m | c.bit())
+}
+
+/// The cache: engine + listeners + pending notices.
+pub struct CacheCore {
+    engine: Engine,
+    session: Session,
+    listeners: Registry<KeyListener>,
+    status_listeners: Registry<StatusListener>,
+    status: Status,
+    notices: Vec<Notice>,
+    status_changed: bool,
+}
+
+impl fmt::Debug for CacheCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheCore")
+            .field("keys", &self.engine.key_count())
+            .field("listeners", &self.listeners.len())
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl CacheCore {
+    /// An empty local cache.
+    pub fn new(options: &CacheOptions) -> CacheCore {
+        let config = Config {
+            maxkeys: options.max_keys,
+            maxmemory: options.max_memory,
+            policy: options.eviction.unwrap_or(Policy::AllKeysLru),
+            keyspace_events: event_mask(),
+            ..Config::default()
+        };
+        CacheCore {
+            engine: Engine::new(config),
+            session: Session::new(1),
+            listeners: Registry::default(),
+            status_listeners: Registry::default(),
+            status: Status::Offline,
+            notices: Vec::new(),
+            status_changed: false,
+        }
+    }
+
+    /// The engine (for inspection: key count, memory, stats).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.status == Status::Closed
+    }
+
+    /// Runs any command now: reads answer from memory, writes apply at once. The notices
+    /// it produced wait in [`CacheCore::take_dispatch`].
+    pub fn execute(&mut self, args: &[Bytes], now_ms: u64) -> Reply {
+        if self.is_closed() {
+            return Reply::err(CLOSED);
+        }
+        if let Some(name) = args.first() {
+            let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+            if REFUSED.contains(&lower.as_str()) {
+                return Reply::err(format!(
+                    "ERR '{lower}' is not available in the browser cache (one session on database 0; use cache.multi for transactions)"
+                ));
+            }
+        }
+        let reply = self.engine.execute(&mut self.session, args, now_ms, &mut recached_engine::NoHost).into_reply();
+        self.collect();
+        reply
+    }
+
+    /// Runs commands as one transaction (MULTI … EXEC): the reply is EXEC's.
+    pub fn transaction(&mut self, commands: &[Vec<Bytes>], now_ms: u64) -> Reply {
+        if self.is_closed() {
+            return Reply::err(CLOSED);
+        }
+        let mut host = recached_engine::NoHost;
+        let multi = [Bytes::from_static(b"MULTI")];
+        self.engine.execute(&mut self.session, &multi, now_ms, &mut host);
+        for args in commands {
+            let name = args.first().map(|n| String::from_utf8_lossy(n).to_ascii_lowercase()).unwrap_or_default();
+            if REFUSED.contains(&name.as_str()) {
+                let discard = [Bytes::from_static(b"DISCARD")];
+                self.engine.execute(&mut self.session, &discard, now_ms, &mut host);
+                return Reply::err(format!("ERR '{name}' is not allowed inside cache.multi"));
+            }
+            self.engine.execute(&mut self.session, args, now_ms, &mut host);
+        }
+        let exec = [Bytes::from_static(b"EXEC")];
+        let reply = self.engine.execute(&mut self.session, &exec, now_ms, &mut host).into_reply();
+        self.collect();
+        reply
+    }
+
+    /// Expires due keys (at most [`SWEEP_BUDGET`]) and returns when to call again: the next
+    /// deadline, or `now_ms` itself when due keys are left over.
+    pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
+        if self.is_closed() {
+            return None;
+        }
+        let next = self.engine.sweep(now_ms, SWEEP_BUDGET);
+        self.collect();
+        next.map(|at| at.max(now_ms))
+    }
+
+    /// The earliest key deadline, for the host's timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.is_closed() {
+            None
+        } else {
+            self.engine.next_deadline()
+        }
+    }
+
+    /// Turns the engine's events and changes into notices for database 0.
+    ///
+    /// Events carry Redis's names; a change with no event for its key (none is expected,
+    /// but a missing `notify` must not hide a change from a signal) becomes `changed`, and a
+    /// whole-database change becomes one notice with no key.
+    fn collect(&mut self) {
+        let events = self.engine.take_events();
+        let groups = self.engine.take_changes();
+        if events.is_empty() && groups.is_empty() {
+            return;
+        }
+        let mut named: HashSet<Bytes> = HashSet::new();
+        for e in events {
+            if e.db == 0 {
+                named.insert(e.key.clone());
+                self.notices.push(Notice { key: Some(e.key), event: e.event });
+            }
+        }
+        for change in groups.iter().flat_map(|g| g.changes.iter()) {
+            let whole = match change.name() {
+                b"FLUSHALL" => Some("flushall"),
+                b"FLUSHDB" if change.db == 0 => Some("flushdb"),
+                b"SWAPDB" if change.args[1..].iter().any(|a| &a[..] == b"0") => Some("swapdb"),
+                _ => None,
+            };
+            if let Some(event) = whole {
+                self.notices.push(Notice { key: None, event });
+            } else if let (0, Some(key)) = (change.db, change.key()) {
+                if named.insert(key.clone()) {
+                    self.notices.push(Notice { key: Some(key.clone()), event: "changed" });
+                }
+            }
+        }
+    }
+
+    /// Whether notices or a status change wait to be delivered.
+    pub fn has_dispatch(&self) -> bool {
+        !self.notices.is_empty() || self.status_changed
+    }
+
+    /// Takes the pending notices with the listeners each concerns, in order. The host
+    /// calls them after releasing its borrow, skipping any [`CacheCore::is_listening`] says
+    /// was removed meanwhile.
+    pub fn take_dispatch(&mut self) -> Vec<(ListenerId, KeyListener, Notice)> {
+        let mut out = Vec::new();
+        let mut found = Vec::new();
+        for notice in std::mem::take(&mut self.notices) {
+            found.clear();
+            match &notice.key {
+                Some(key) => self.listeners.matching_ids(key, &mut found),
+                None => self.listeners.every_id(&mut found),
+            }
+            for (id, l) in found.drain(..) {
+                out.push((id, l, notice.clone()));
+            }
+        }
+        out
+    }
+
+    /// Takes the status to announce, if it changed, with the status listeners.
+    pub fn take_status_dispatch(&mut self) -> Option<(Status, Vec<(ListenerId, StatusListener)>)> {
+        if !std::mem::take(&mut self.status_changed) {
+            return None;
+        }
+        let mut all = Vec::new();
+        self.status_listeners.every_id(&mut all);
+        Some((self.status, all))
+    }
+
+    /// Registers a key listener for a glob pattern (or one exact key).
+    pub fn on(&mut self, pattern: &[u8], listener: KeyListener) -> Option<ListenerId> {
+        if self.is_closed() {
+            return None;
+        }
+        Some(self.listeners.add(pattern, listener))
+    }
+
+    /// Removes a key listener; returns it so the caller drops it outside its borrow.
+    pub fn off(&mut self, id: ListenerId) -> Option<KeyListener> {
+        self.listeners.remove(id)
+    }
+
+    /// Whether a key listener is still registered.
+    pub fn is_listening(&self, id: ListenerId) -> bool {
+        self.listeners.contains(id)
+    }
+
+    /// Number of key listeners.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// Registers a status listener.
+    pub fn on_status(&mut self, listener: StatusListener) -> Option<ListenerId> {
+        if self.is_closed() {
+            return None;
+        }
+        Some(self.status_listeners.add(b"status", listener))
+    }
+
+    /// Removes a status listener.
+    pub fn off_status(&mut self, id: ListenerId) -> Option<StatusListener> {
+        self.status_listeners.remove(id)
+    }
+
+    /// Whether a status listener is still registered.
+    pub fn is_status_listening(&self, id: ListenerId) -> bool {
+        self.status_listeners.contains(id)
+    }
+
+    /// Sets the status (the sync client drives this); listeners hear of it at dispatch.
+    pub fn set_status(&mut self, status: Status) {
+        if self.status != status && !self.is_closed() {
+            self.status = status;
+            self.status_changed = true;
+        }
+    }
+
+    /// Closes the cache: frees the data, drops pending notices and returns every listener
+    /// so the host drops them (and the JS functions they hold) outside its borrow. The
+    /// status listeners are returned after hearing `closed` from the host.
+    pub fn close(&mut self) -> (Vec<KeyListener>, Vec<StatusListener>) {
+        if self.is_closed() {
+            return (Vec::new(), Vec::new());
+        }
+        self.status = Status::Closed;
+        self.status_changed = false;
+        self.notices.clear();
+        let config = self.engine.config().clone();
+        self.engine = Engine::new(config);
+        (self.listeners.clear(), self.status_listeners.clear())
+    }
+
+    // Typed reads for Rust callers (Leptos hooks): errors such as WRONGTYPE read as absent.
+
+    /// `GET key`: the value of a string key.
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<Bytes> {
+        match self.execute(&[Bytes::from_static(b"GET"), Bytes::copy_from_slice(key)], now_ms) {
+            Reply::Bulk(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// `EXISTS key` for one key.
+    pub fn exists(&mut self, key: &[u8], now_ms: u64) -> bool {
+        matches!(self.execute(&[Bytes::from_static(b"EXISTS"), Bytes::copy_from_slice(key)], now_ms), Reply::Int(1))
+    }
+
+    /// `HGETALL key` as field/value pairs in the hash's order.
+    pub fn hgetall(&mut self, key: &[u8], now_ms: u64) -> Vec<(Bytes, Bytes)> {
+        match self.execute(&[Bytes::from_static(b"HGETALL"), Bytes::copy_from_slice(key)], now_ms) {
+            Reply::Map(pairs) => pairs
+                .into_iter()
+                .filter_map(|(f, v)| match (f, v) {
+                    (Reply::Bulk(f), Reply::Bulk(v)) => Some((f, v)),
+                    _ => None,
+                })
+                .collect(),
+            Reply::Array(items) => items
+                .chunks_exact(2)
+                .filter_map(|p| match (&p[0], &p[1]) {
+                    (Reply::Bulk(f), Reply::Bulk(v)) => Some((f.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `KEYS pattern`, sorted.
+    pub fn keys(&mut self, pattern: &[u8], now_ms: u64) -> Vec<Bytes> {
+        let mut keys: Vec<Bytes> = match self.execute(&[Bytes::from_static(b"KEYS"), Bytes::copy_from_slice(pattern)], now_ms) {
+            Reply::Array(items) | Reply::Set(items) => items
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        keys.sort();
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn b(args: &[&str]) -> Vec<Bytes> {
+        args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    type Log = Rc<RefCell<Vec<(String, Option<String>, &'static str)>>>;
+
+    fn listen(core: &mut CacheCore, pattern: &str, name: &str, log: &Log) -> ListenerId {
+        let log = log.clone();
+        let name = name.to_string();
+        core.on(
+            pattern.as_bytes(),
+            Rc::new(move |n: &Notice| {
+                let key = n.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
+                log.borrow_mut().push((name.clone(), key, n.event));
+            }),
+        )
+        .unwrap()
+    }
+
+    fn deliver(core: &mut CacheCore) {
+        for (id, l, n) in core.take_dispatch() {
+            if core.is_listening(id) {
+                l(&n);
+            }
+        }
+    }
+
+    fn entry(name: &str, key: Option<&str>, event: &'static str) -> (String, Option<String>, &'static str) {
+        (name.to_string(), key.map(str::to_string), event)
+    }
+
+    #[test]
+    fn reads_and_writes_apply_at_once() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        assert_eq!(c.execute(&b(&["SET", "k", "v"]), T0), Reply::Ok);
+        assert_eq!(c.get(b"k", T0), Some(Bytes::from_static(b"v")));
+        assert!(c.exists(b"k", T0));
+        c.execute(&b(&["HSET", "h", "f", "1", "g", "2"]), T0);
+        assert_eq!(
+            c.hgetall(b"h", T0),
+            vec![(Bytes::from_static(b"f"), Bytes::from_static(b"1")), (Bytes::from_static(b"g"), Bytes::from_static(b"2"))]
+        );
+        assert_eq!(c.keys(b"*", T0), vec![Bytes::from_static(b"h"), Bytes::from_static(b"k")]);
+        assert!(c.execute(&b(&["INCR", "h"]), T0).is_error());
+        assert_eq!(c.get(b"h", T0), None, "WRONGTYPE reads as absent");
+    }
+
+    #[test]
+    fn session_commands_are_refused() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        for cmd in ["SELECT", "multi", "EXEC", "WATCH"] {
+            let r = c.execute(&b(&[cmd, "1"]), T0);
+            assert!(r.is_error(), "{cmd}: {r:?}");
+        }
+        c.execute(&b(&["SET", "k", "v"]), T0);
+        assert_eq!(c.get(b"k", T0).as_deref(), Some(&b"v"[..]), "still on database 0");
+    }
+
+    #[test]
+    fn transaction_runs_atomically() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let log: Log = Rc::default();
+        listen(&mut c, "*", "all", &log);
+        let r = c.transaction(&[b(&["SET", "a", "1"]), b(&["INCR", "a"]), b(&["LPUSH", "l", "x"])], T0);
+        assert_eq!(r, Reply::Array(vec![Reply::Ok, Reply::Int(2), Reply::Int(1)]));
+        deliver(&mut c);
+        assert_eq!(
+            *log.borrow(),
+            [entry("all", Some("a"), "set"), entry("all", Some("a"), "incrby"), entry("all", Some("l"), "lpush")]
+        );
+        assert!(c.transaction(&[b(&["SELECT", "1"])], T0).is_error());
+        assert_eq!(c.execute(&b(&["GET", "a"]), T0), Reply::bulk("2"), "no MULTI left open");
+    }
+
+    #[test]
+    fn notices_reach_exact_and_glob_listeners() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let log: Log = Rc::default();
+        let one = listen(&mut c, "user:1", "one", &log);
+        listen(&mut c, "user:*", "users", &log);
+        c.execute(&b(&["SET", "user:1", "ann"]), T0);
+        c.execute(&b(&["SET", "other", "x"]), T0);
+        c.execute(&b(&["HSET", "user:2", "n", "bob"]), T0);
+        deliver(&mut c);
+        assert_eq!(
+            *log.borrow(),
+            [entry("one", Some("user:1"), "set"), entry("users", Some("user:1"), "set"), entry("users", Some("user:2"), "hset")]
+        );
+        log.borrow_mut().clear();
+        // A no-op write emits nothing; a read emits nothing.
+        c.execute(&b(&["DEL", "nope"]), T0);
+        c.execute(&b(&["GET", "user:1"]), T0);
+        deliver(&mut c);
+        assert!(log.borrow().is_empty());
+        // Removed listeners are not called, even for notices already taken.
+        c.execute(&b(&["DEL", "user:1"]), T0);
+        let pending = c.take_dispatch();
+        assert!(c.off(one).is_some());
+        for (id, l, n) in pending {
+            if c.is_listening(id) {
+                l(&n);
+            }
+        }
+        assert_eq!(*log.borrow(), [entry("users", Some("user:1"), "del")]);
+    }
+
+    #[test]
+    fn flush_concerns_every_listener() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let log: Log = Rc::default();
+        listen(&mut c, "a", "a", &log);
+        listen(&mut c, "b*", "b", &log);
+        c.execute(&b(&["SET", "a", "1"]), T0);
+        deliver(&mut c);
+        log.borrow_mut().clear();
+        c.execute(&b(&["FLUSHALL"]), T0);
+        deliver(&mut c);
+        assert_eq!(*log.borrow(), [entry("a", None, "flushall"), entry("b", None, "flushall")]);
+    }
+
+    #[test]
+    fn ttl_expires_through_tick() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let log: Log = Rc::default();
+        listen(&mut c, "*", "all", &log);
+        c.execute(&b(&["SET", "s", "v", "PX", "100"]), T0);
+        c.execute(&b(&["SET", "t", "v", "EX", "10"]), T0);
+        assert_eq!(c.next_deadline(), Some(T0 + 100));
+        deliver(&mut c);
+        log.borrow_mut().clear();
+        assert_eq!(c.tick(T0 + 99), Some(T0 + 100));
+        assert_eq!(c.tick(T0 + 100), Some(T0 + 10_000));
+        deliver(&mut c);
+        assert_eq!(*log.borrow(), [entry("all", Some("s"), "expired")]);
+        assert_eq!(c.execute(&b(&["PTTL", "t"]), T0 + 100), Reply::Int(9_900));
+        assert_eq!(c.tick(T0 + 10_000), None);
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn tick_budget_leaves_the_rest_for_now() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        for i in 0..SWEEP_BUDGET + 5 {
+            c.execute(&b(&["SET", &format!("k{i}"), "v", "PX", "10"]), T0);
+        }
+        assert_eq!(c.tick(T0 + 50), Some(T0 + 50), "due keys left: call again at once");
+        assert_eq!(c.tick(T0 + 50), None);
+        assert_eq!(c.engine().key_count(), 0);
+    }
+
+    #[test]
+    fn eviction_by_key_cap_notifies_evicted() {
+        let mut c = CacheCore::new(&CacheOptions { max_keys: 3, ..Default::default() });
+        let log: Log = Rc::default();
+        listen(&mut c, "*", "all", &log);
+        for i in 0..10 {
+            assert_eq!(c.execute(&b(&["SET", &format!("k{i}"), "v"]), T0 + i * 1000), Reply::Ok);
+        }
+        assert!(c.engine().key_count() <= 3);
+        deliver(&mut c);
+        let evicted = log.borrow().iter().filter(|e| e.2 == "evicted").count();
+        assert_eq!(evicted as u64, 10 - c.engine().key_count() as u64);
+        assert_eq!(c.engine().stats().evicted_keys, evicted as u64);
+    }
+
+    #[test]
+    fn noeviction_refuses_with_oom() {
+        let opts = CacheOptions { max_keys: 2, eviction: Some(Policy::NoEviction), ..Default::default() };
+        let mut c = CacheCore::new(&opts);
+        c.execute(&b(&["SET", "a", "1"]), T0);
+        c.execute(&b(&["SET", "b", "1"]), T0);
+        let r = c.execute(&b(&["SET", "c", "1"]), T0);
+        assert_eq!(r, Reply::err("OOM command not allowed when used memory > 'maxmemory'."));
+    }
+
+    #[test]
+    fn memory_cap_evicts() {
+        let opts = CacheOptions { max_memory: 64 * 1024, ..Default::default() };
+        let mut c = CacheCore::new(&opts);
+        let value = "x".repeat(1000);
+        for i in 0..500 {
+            assert_eq!(c.execute(&b(&["SET", &format!("k{i}"), &value]), T0), Reply::Ok);
+        }
+        assert!(c.engine().used_memory() <= 64 * 1024 + 2000, "used {}", c.engine().used_memory());
+        assert!(c.engine().key_count() < 500);
+    }
+
+    #[test]
+    fn status_changes_are_announced_once() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        c.on_status(Rc::new(move |st| s.borrow_mut().push(st))).unwrap();
+        assert_eq!(c.status(), Status::Offline);
+        c.set_status(Status::Offline);
+        assert!(c.take_status_dispatch().is_none());
+        c.set_status(Status::Connecting);
+        let (st, ls) = c.take_status_dispatch().unwrap();
+        for (_, l) in ls {
+            l(st);
+        }
+        assert_eq!(*seen.borrow(), [Status::Connecting]);
+        assert_eq!(Status::Resyncing.to_string(), "resyncing");
+    }
+
+    #[test]
+    fn close_releases_everything() {
+        let mut c = CacheCore::new(&CacheOptions::default());
+        let log: Log = Rc::default();
+        listen(&mut c, "*", "all", &log);
+        listen(&mut c, "k", "k", &log);
+        c.on_status(Rc::new(|_| {})).unwrap();
+        c.execute(&b(&["SET", "k", "v", "EX", "5"]), T0);
+        let (keys, statuses) = c.close();
+        assert_eq!((keys.len(), statuses.len()), (2, 1));
+        assert_eq!(c.listener_count(), 0);
+        assert!(c.take_dispatch().is_empty(), "pending notices dropped");
+        assert_eq!(c.execute(&b(&["GET", "k"]), T0), Reply::err(CLOSED));
+        assert_eq!(c.engine().key_count(), 0);
+        assert_eq!(c.next_deadline(), None);
+        assert!(c.on(b"*", Rc::new(|_| {})).is_none());
+        assert_eq!(c.close().0.len(), 0, "closing twice is harmless");
+    }
+
+    #[test]
+    fn sizes_and_policies_parse() {
+        assert_eq!(CacheOptions::parse_size("1024"), Ok(1024));
+        assert_eq!(CacheOptions::parse_size("10mb"), Ok(10 << 20));
+        assert_eq!(CacheOptions::parse_size("2k"), Ok(2000));
+        assert_eq!(CacheOptions::parse_size(" 1GB "), Ok(1 << 30));
+        assert!(CacheOptions::parse_size("lots").is_err());
+        assert!(CacheOptions::parse_size("-1").is_err());
+        assert_eq!(CacheOptions::parse_policy("volatile-ttl"), Ok(Policy::VolatileTtl));
+        assert!(CacheOptions::parse_policy("lru").is_err());
+    }
+}
