@@ -1,0 +1,135 @@
+//! Resume after a disconnect, against a real hub:
+//! - a short break resumes with `continue`: only the missed changes arrive, no snapshot
+//!   (no `sync.snap`, no `sync.full`, the state machine counts no full sync), also for a
+//!   client whose own keys were quiet while the stream moved on (`sync.at` heartbeats);
+//! - a break longer than the backlog (a hub with a tiny `--sync-backlog-bytes`) gets
+//!   `full`, and the client still converges; writes it made offline land exactly once.
+
+mod sync_support;
+
+use std::time::Duration;
+
+use recached_engine::resp::Frame;
+use sync_support::client::{ClientOpts, TestClient};
+use sync_support::state::{diff, read_hub, visible_part};
+use sync_support::{b, int, now_ms, Backend, Hub, HubOpts, IO_TIMEOUT};
+
+async fn assert_converged(c: &TestClient, be: &mut Backend, patterns: &[&str]) {
+    let hub = read_hub(be).await;
+    let want = visible_part(&hub, patterns, &["*"]);
+    let mut last = Vec::new();
+    let ok = sync_support::eventually(Duration::from_secs(10), || {
+        last = diff(&want, &c.state(), now_ms(), 0);
+        last.is_empty()
+    })
+    .await;
+    assert!(ok, "client diverged:\n{}\n{}", last.join("\n"), c.describe());
+}
+
+async fn fill(be: &mut Backend, prefix: &str, n: usize, tag: &str) {
+    let mut cmds = Vec::new();
+    for i in 0..n {
+        cmds.push(vec![b("SET"), b(&format!("{prefix}:s{}", i % 20)), b(&format!("{tag}-{i}"))]);
+        cmds.push(vec![b("HSET"), b(&format!("{prefix}:h")), b(&format!("f{}", i % 7)), b(&format!("{tag}-{i}"))]);
+        cmds.push(vec![b("RPUSH"), b(&format!("{prefix}:l")), b(&format!("{tag}-{i}"))]);
+    }
+    for r in be.pipeline(&cmds).await {
+        assert!(!matches!(r, Frame::Error(_)), "fill: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_disconnect_resumes_with_deltas_only() {
+    let Some(hub) = Hub::start_or_skip("short_disconnect_resumes_with_deltas_only", HubOpts::new()) else { return };
+    let mut be = hub.backend().await;
+    fill(&mut be, "r", 30, "before").await;
+    let tok = hub.token("alice", &["*"], &["*"], 3_600_000);
+    let mut c = TestClient::live(&hub.ws_url, ClientOpts::new("resume-short", &tok, &["r:*"])).await;
+    assert_eq!(c.st().sub_modes, vec!["full".to_string()], "first SUB: {}", c.describe());
+    assert_converged(&c, &mut be, &["r:*"]).await;
+    let (snaps, fulls, stats) = {
+        let st = c.st();
+        (st.snap_pushes, st.full_pushes, st.c.stats().clone())
+    };
+    assert!(snaps > 0 && stats.full_syncs == 1);
+
+    for round in 0..3 {
+        // The network drops; the hub moves on; the client writes while offline.
+        if round == 1 {
+            c.close(1000).await;
+        } else {
+            c.drop_link();
+        }
+        fill(&mut be, "r", 15, &format!("offline-{round}")).await;
+        be.cmd(&[b("DEL"), b("r:s3")]).await;
+        be.cmd(&[b("SET"), b("other:x"), b("not mirrored")]).await;
+        let s = c.run(&["INCRBY", "r:counter", "5"]);
+        assert!(s.seq.is_some());
+        c.connect().await;
+        assert!(c.wait_settled(IO_TIMEOUT).await, "not settled: {}", c.describe());
+        let st = c.st();
+        assert_eq!(st.sub_modes.last().map(String::as_str), Some("continue"), "round {round}: {}", c.describe());
+        assert_eq!((st.snap_pushes, st.full_pushes), (snaps, fulls), "round {round}: a snapshot was sent on resume");
+        assert_eq!(st.c.stats().full_syncs, stats.full_syncs, "round {round}");
+        assert_eq!(st.c.stats().snapshot_keys, stats.snapshot_keys, "round {round}");
+        assert_eq!(st.c.stats().continues, round + 1, "round {round}");
+        drop(st);
+        assert_converged(&c, &mut be, &["r:*"]).await;
+    }
+    assert_eq!(int(&be.cmd(&[b("GET"), b("r:counter")]).await), Some(15), "offline INCRBYs applied exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_subscriber_resumes_from_heartbeat() {
+    // Its keys are quiet while the stream moves on by far more than the backlog holds;
+    // `sync.at` keeps its resume point recent, so it still gets `continue`.
+    let Some(hub) = Hub::start_or_skip("quiet_subscriber_resumes_from_heartbeat", HubOpts::new().backlog_bytes(16 * 1024)) else { return };
+    let mut be = hub.backend().await;
+    be.cmd(&[b("SET"), b("quiet:a"), b("1")]).await;
+    let tok = hub.token("q", &["*"], &["*"], 3_600_000);
+    let mut c = TestClient::live(&hub.ws_url, ClientOpts::new("quiet", &tok, &["quiet:*"])).await;
+    let start = c.st().c.resume_point().map(|(_, o)| o).unwrap_or(0);
+    fill(&mut be, "noise", 200, "n").await;
+    // Heartbeats come about once a second.
+    let moved = sync_support::eventually(Duration::from_secs(5), || c.st().c.resume_point().is_some_and(|(_, o)| o > start + 100)).await;
+    assert!(moved, "no sync.at heartbeat moved the resume point: {}", c.describe());
+    c.drop_link();
+    be.cmd(&[b("SET"), b("quiet:a"), b("2")]).await;
+    c.connect().await;
+    assert!(c.wait_settled(IO_TIMEOUT).await, "{}", c.describe());
+    assert_eq!(c.st().sub_modes.last().map(String::as_str), Some("continue"), "{}", c.describe());
+    assert_eq!(c.st().snap_pushes, 1, "only the first subscription had a snapshot");
+    assert_converged(&c, &mut be, &["quiet:*"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_longer_than_backlog_falls_back_to_full() {
+    let Some(hub) = Hub::start_or_skip("disconnect_longer_than_backlog_falls_back_to_full", HubOpts::new().backlog_bytes(4096)) else { return };
+    let mut be = hub.backend().await;
+    fill(&mut be, "r", 10, "before").await;
+    let tok = hub.token("bob", &["*"], &["*"], 3_600_000);
+    let mut c = TestClient::live(&hub.ws_url, ClientOpts::new("resume-long", &tok, &["r:*"])).await;
+    assert_converged(&c, &mut be, &["r:*"]).await;
+    c.drop_link();
+    // Far more than 4 KiB of changes to the client's keys.
+    fill(&mut be, "r", 200, "while-away-with-a-longer-value-so-the-backlog-overflows").await;
+    be.cmd(&[b("DEL"), b("r:s1"), b("r:s2")]).await;
+    for _ in 0..7 {
+        assert!(c.run(&["INCRBY", "r:counter", "3"]).seq.is_some());
+    }
+    assert!(c.run(&["RPUSH", "r:mine", "offline"]).seq.is_some());
+    c.connect().await;
+    assert!(c.wait_settled(IO_TIMEOUT).await, "{}", c.describe());
+    {
+        let st = c.st();
+        assert_eq!(st.sub_modes.last().map(String::as_str), Some("full"), "{}", c.describe());
+        assert_eq!(st.c.stats().full_syncs, 2);
+        assert!(st.snap_pushes >= 2, "the second full sync sent no snapshot");
+    }
+    assert_converged(&c, &mut be, &["r:*"]).await;
+    assert_eq!(int(&be.cmd(&[b("GET"), b("r:counter")]).await), Some(21), "offline INCRBYs applied exactly once");
+    assert_eq!(int(&be.cmd(&[b("LLEN"), b("r:mine")]).await), Some(1), "offline RPUSH applied exactly once");
+    // And live again afterwards.
+    be.cmd(&[b("SET"), b("r:after"), b("live")]).await;
+    assert_converged(&c, &mut be, &["r:*"]).await;
+}
