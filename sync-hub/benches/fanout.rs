@@ -19,7 +19,7 @@
 //! Against another hub: `RECACHED_SYNC_TARGET` as for the sync suites.
 
 #[path = "../tests/sync_support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod sync_support;
 
 use std::process::{Child, Command, Stdio};
@@ -315,11 +315,11 @@ async fn bench_hub(a: &Args) -> Result {
         }
     }
     wait_ready(&ready, a.clients, "hub").await;
-    let be = std::cell::RefCell::new(hub.backend().await);
+    let be = tokio::sync::Mutex::new(hub.backend().await);
     let sent = drive(a, &arrived, |i| {
         let be = &be;
         async move {
-            let mut be = be.borrow_mut();
+            let mut be = be.lock().await;
             let r = be.cmd(&[b("SET"), b("bench:k"), b(&i.to_string())]).await;
             assert!(matches!(r, Frame::Simple(_)), "SET: {r:?}");
         }
@@ -347,11 +347,11 @@ async fn bench_redis(a: &Args) -> Result {
         }
     }
     wait_ready(&ready, a.clients, "redis").await;
-    let be = std::cell::RefCell::new(Backend::Tcp(RespConn::connect(redis.port).await));
+    let be = tokio::sync::Mutex::new(Backend::Tcp(RespConn::connect(redis.port).await));
     let sent = drive(a, &arrived, |i| {
         let be = &be;
         async move {
-            let mut be = be.borrow_mut();
+            let mut be = be.lock().await;
             let r = be.cmd(&[b("PUBLISH"), b("bench"), b(&i.to_string())]).await;
             assert!(matches!(r, Frame::Int(_)), "PUBLISH: {r:?}");
         }

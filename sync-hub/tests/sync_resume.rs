@@ -67,13 +67,15 @@ async fn short_disconnect_resumes_with_deltas_only() {
         assert!(s.seq.is_some());
         c.connect().await;
         assert!(c.wait_settled(IO_TIMEOUT).await, "not settled: {}", c.describe());
-        let st = c.st();
-        assert_eq!(st.sub_modes.last().map(String::as_str), Some("continue"), "round {round}: {}", c.describe());
-        assert_eq!((st.snap_pushes, st.full_pushes), (snaps, fulls), "round {round}: a snapshot was sent on resume");
-        assert_eq!(st.c.stats().full_syncs, stats.full_syncs, "round {round}");
-        assert_eq!(st.c.stats().snapshot_keys, stats.snapshot_keys, "round {round}");
-        assert_eq!(st.c.stats().continues, round + 1, "round {round}");
-        drop(st);
+        {
+            let d = c.describe();
+            let st = c.st();
+            assert_eq!(st.sub_modes.last().map(String::as_str), Some("continue"), "round {round}: {d}");
+            assert_eq!((st.snap_pushes, st.full_pushes), (snaps, fulls), "round {round}: a snapshot was sent on resume");
+            assert_eq!(st.c.stats().full_syncs, stats.full_syncs, "round {round}");
+            assert_eq!(st.c.stats().snapshot_keys, stats.snapshot_keys, "round {round}");
+            assert_eq!(st.c.stats().continues, round + 1, "round {round}");
+        }
         assert_converged(&c, &mut be, &["r:*"]).await;
     }
     assert_eq!(int(&be.cmd(&[b("GET"), b("r:counter")]).await), Some(15), "offline INCRBYs applied exactly once");
@@ -121,8 +123,9 @@ async fn disconnect_longer_than_backlog_falls_back_to_full() {
     c.connect().await;
     assert!(c.wait_settled(IO_TIMEOUT).await, "{}", c.describe());
     {
+        let d = c.describe();
         let st = c.st();
-        assert_eq!(st.sub_modes.last().map(String::as_str), Some("full"), "{}", c.describe());
+        assert_eq!(st.sub_modes.last().map(String::as_str), Some("full"), "{d}");
         assert_eq!(st.c.stats().full_syncs, 2);
         assert!(st.snap_pushes >= 2, "the second full sync sent no snapshot");
     }

@@ -354,7 +354,7 @@ impl Hub {
     pub async fn backend(&self) -> Backend {
         match self.tcp_port {
             Some(p) => Backend::Tcp(RespConn::connect(p).await),
-            None => Backend::Ws(raw::WsCmd::connect(&self.ws_url, &self.admin_token()).await),
+            None => Backend::Ws(Box::new(raw::WsCmd::connect(&self.ws_url, &self.admin_token()).await)),
         }
     }
 }
@@ -515,7 +515,7 @@ pub enum Backend {
     Tcp(RespConn),
     /// RESP over a WebSocket (plain commands on a sync connection with an unrestricted
     /// token): for hubs without a TCP side.
-    Ws(raw::WsCmd),
+    Ws(Box<raw::WsCmd>),
 }
 
 impl Backend {
