@@ -136,3 +136,44 @@ async fn disconnect_longer_than_backlog_falls_back_to_full() {
     be.cmd(&[b("SET"), b("r:after"), b("live")]).await;
     assert_converged(&c, &mut be, &["r:*"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_writes_whose_acks_were_lost_apply_once() {
+    // The hub runs the writes, the acks are lost with the link, the client resends them on
+    // reconnect (same seqs): the hub must answer from its dedupe memory, not run them again.
+    let Some(hub) = Hub::start_or_skip("resent_writes_whose_acks_were_lost_apply_once", HubOpts::new()) else { return };
+    let mut be = hub.backend().await;
+    let tok = hub.token("carol", &["*"], &["*"], 3_600_000);
+    let mut c = TestClient::live(&hub.ws_url, ClientOpts::new("lost-acks", &tok, &["d:*"])).await;
+    for round in 1..=3i64 {
+        c.stop_reading();
+        let seqs: Vec<u64> = (0..5)
+            .map(|i| c.run(&["INCRBY", "d:n", "10"]).seq.unwrap_or_else(|| panic!("write {i} not queued")))
+            .chain([c.transaction(&[vec![b("RPUSH"), b("d:l"), b(&format!("r{round}"))], vec![b("INCR"), b("d:n")]]).seq.expect("tx queued")])
+            .collect();
+        // Wait until the hub has run all of them.
+        let want = round * 51;
+        let mut got = None;
+        for _ in 0..500 {
+            got = int(&be.cmd(&[b("GET"), b("d:n")]).await);
+            if got == Some(want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(got, Some(want), "round {round}: the hub did not run the writes");
+        // The acks sit unread in the socket: drop it.
+        c.drop_link();
+        assert_eq!(c.pending(), 6, "round {round}: the writes should still be pending");
+        c.connect().await;
+        assert!(c.wait_settled(IO_TIMEOUT).await, "{}", c.describe());
+        assert_eq!(int(&be.cmd(&[b("GET"), b("d:n")]).await), Some(want), "round {round}: resent writes ran again");
+        assert_eq!(int(&be.cmd(&[b("LLEN"), b("d:l")]).await), Some(round), "round {round}: resent transaction ran again");
+        let st = c.st();
+        assert!(st.c.stats().resent >= 6, "round {round}: nothing was resent: {:?}", st.c.stats());
+        for s in seqs {
+            assert_eq!(st.settled.get(&s).map(|v| v.len()), Some(1), "round {round}: seq {s} settled {:?}", st.settled.get(&s));
+        }
+    }
+    assert_converged(&c, &mut be, &["d:*"]).await;
+}
