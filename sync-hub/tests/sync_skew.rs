@@ -86,6 +86,11 @@ async fn skewed_clients_expire_keys_on_the_hub_deadline() {
             assert!(gone >= d - TOLERANCE_MS, "{name} (skew {skew}): {k:?} expired {} ms early", d - gone);
             // Notification: the client's own timer reported the key changed near the deadline.
             let note = st.events.iter().find(|(t, e)| matches!(e, Event::Changed(keys) if keys.contains(k)) && (*t as i64) >= d - 300).map(|(t, _)| *t as i64);
+            if note.is_none() {
+                for (t, e) in st.events.iter() {
+                    eprintln!("  {name} event at deadline{:+} ms: {e:?}", *t as i64 - d);
+                }
+            }
             let note = note.unwrap_or_else(|| panic!("{name}: no change event for {k:?} around its deadline"));
             assert!((note - d).abs() <= TOLERANCE_MS, "{name} (skew {skew}): change event for {k:?} {} ms from the hub's deadline", note - d);
             worst = worst.max((gone - d).abs()).max((note - d).abs());

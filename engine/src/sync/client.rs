@@ -916,10 +916,22 @@ impl SyncClient {
     /// next local time to call again, if a key has a deadline.
     pub fn tick(&mut self, local_ms: u64) -> Option<u64> {
         self.clock(local_ms);
-        self.visible.sweep(self.now, SWEEP_BUDGET);
+        self.expire_due();
+        self.next_deadline()
+    }
+
+    /// Removes every visible key whose deadline has passed (at hub time) and reports them.
+    fn expire_due(&mut self) {
+        // A sweep is bounded; repeat while keys are due (bounded too, in case the deadline
+        // index ever disagrees with the keyspace).
+        for _ in 0..1024 {
+            if !self.visible.next_deadline().is_some_and(|d| d <= self.now) {
+                break;
+            }
+            self.visible.sweep(self.now, SWEEP_BUDGET);
+        }
         let groups = self.visible.take_changes();
         self.report_local_changes(Some(groups));
-        self.next_deadline()
     }
 
     /// The next local time a visible key expires.
@@ -964,6 +976,11 @@ impl SyncClient {
         if !aff.all && aff.keys.is_empty() {
             return;
         }
+        // Keys past their deadline leave the visible state, reported, first: the diff
+        // below counts an expired key as absent already, so a hub DEL arriving after the
+        // deadline but before the host's timer would otherwise remove it silently (found
+        // by sync-hub/tests/sync_skew.rs: a UI never learned that the key expired).
+        self.expire_due();
         let mut all = aff.all;
         let mut keys = aff.keys;
         while !all {
@@ -1026,4 +1043,55 @@ fn run(eng: &mut Engine, session: &mut Session, commands: &[Vec<Bytes>], tx: boo
         eng.execute(session, c, at, &mut NoHost);
     }
     eng.execute(session, &[Bytes::from_static(b"EXEC")], at, &mut NoHost).into_reply()
+}
+
+#[cfg(test)]
+mod expiry_report_tests {
+    use super::*;
+    use crate::sync::hub::{Auth, HubConfig, SyncHub};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn deliver(c: &mut SyncClient, out: crate::sync::hub::Output, now: u64) {
+        for (_, bytes) in out.sends {
+            c.on_message(&bytes, now).expect("hub bytes parse");
+        }
+    }
+
+    /// Regression (found by sync-hub/tests/sync_skew.rs): the hub's DEL of an expired key
+    /// arriving after the deadline but before the host's timer fired removed the key from
+    /// the visible state without an `Event::Changed`, so a UI never learned it expired.
+    #[test]
+    fn hub_del_after_the_deadline_still_reports_the_expiry() {
+        let mut engine = Engine::default();
+        let mut hub = SyncHub::new(HubConfig::default(), Auth::open(), "a".repeat(40), 0);
+        let mut c = SyncClient::new(ClientConfig { client_id: "c1".into(), token: String::new(), patterns: vec![Bytes::from_static(b"*")], engine: Config::default() });
+        hub.open(1, T0);
+        c.on_open(T0);
+        while let Some(m) = c.take_outgoing() {
+            let out = hub.message(&mut engine, &mut NoHost, 1, &m, T0);
+            deliver(&mut c, out, T0);
+        }
+        assert_eq!(c.status(), Status::Live);
+        let mut s = Session::new(9);
+        let k = Bytes::from_static(b"k");
+        engine.execute(&mut s, &[Bytes::from_static(b"SET"), k.clone(), Bytes::from_static(b"v"), Bytes::from_static(b"PXAT"), Bytes::from((T0 + 100).to_string())], T0, &mut NoHost);
+        let groups = engine.take_changes();
+        let out = hub.publish(&engine, &groups, T0);
+        deliver(&mut c, out, T0);
+        while c.poll_event().is_some() {}
+        // The hub expires the key and its DEL reaches the client before its timer fires.
+        engine.sweep(T0 + 150, 100);
+        let groups = engine.take_changes();
+        let out = hub.publish(&engine, &groups, T0 + 150);
+        deliver(&mut c, out, T0 + 150);
+        let mut changed = Vec::new();
+        while let Some(e) = c.poll_event() {
+            if let Event::Changed(keys) = e {
+                changed.extend(keys);
+            }
+        }
+        assert_eq!(changed, vec![k.clone()], "the expiry was not reported");
+        assert!(c.visible().db(0).is_some_and(|d| d.get(&k).is_none()));
+    }
 }
