@@ -69,7 +69,10 @@ fn find_crlf(buf: &[u8], start: usize, max: usize) -> Result<Option<usize>, ()> 
     let end = buf.len().min(start.saturating_add(max).saturating_add(2));
     match buf[start..end].windows(2).position(|w| w == b"\r\n") {
         Some(p) => Ok(Some(start + p)),
-        None if buf.len() - start > max => Err(()),
+        // A line of exactly `max` bytes may have its `\r` in and its `\n` still in flight:
+        // that is incomplete, not too long (found by fuzz/ resp_frame's prefix check).
+        None if buf.len() - start > max + 1 => Err(()),
+        None if buf.len() - start == max + 1 && buf[buf.len() - 1] != b'\r' => Err(()),
         None => Ok(None),
     }
 }
@@ -168,6 +171,13 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, FrameErro
 /// Splits an inline command line as Redis's `sdssplitargs` does: spaces separate words,
 /// `"…"` takes escapes (`\n`, `\xHH`, …), `'…'` takes `\'`. `None` on unbalanced quotes.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // sdssplitargs reads a C string: a NUL ends it (inside quotes that makes them
+    // unbalanced). Without this cut a NUL outside quotes looped forever pushing empty
+    // arguments (found by fuzz/ resp_command).
+    let line = match line.iter().position(|&c| c == 0) {
+        Some(p) => &line[..p],
+        None => line,
+    };
     let mut out = Vec::new();
     let mut i = 0;
     loop {
@@ -467,6 +477,27 @@ mod tests {
         let big = vec![b'a'; 70 * 1024];
         assert_eq!(cmd(&big), Err(FrameError::InlineTooBig));
         assert_eq!(FrameError::ExpectedBulk('+').to_string(), "ERR Protocol error: expected '$', got '+'");
+    }
+
+    #[test]
+    fn nul_in_an_inline_command_ends_it() {
+        // Regression: a NUL outside quotes made split_args loop forever, growing memory.
+        assert_eq!(cmd(b"\x001\r\nPING\r\n").unwrap(), Some(vec![b"PING".to_vec()]));
+        assert_eq!(cmd(b"SET a b\x00 c\r\n").unwrap(), Some(vec![b"SET".to_vec(), b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(cmd(b"SET \"a\x00b\" c\r\n"), Err(FrameError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_split_before_its_newline_is_incomplete() {
+        // Regression: with the `\r` of a max-length line buffered and the `\n` not yet,
+        // the parsers answered "too big" instead of "read more".
+        let l = Limits { max_inline_len: 8, ..Limits::default() };
+        assert_eq!(parse(b"+12345678\r", &l), Ok(None));
+        assert_eq!(parse(b"+12345678\r\n", &l).unwrap().map(|(_, n)| n), Some(11));
+        assert_eq!(parse(b"+123456789", &l), Err(FrameError::InlineTooBig));
+        assert_eq!(parse(b"+12345678x", &l), Err(FrameError::InlineTooBig));
+        assert_eq!(parse_command(b"*1\r\n$00000001\r", &l), Ok(None));
+        assert_eq!(parse_command(b"*1\r\n$000000001", &l), Err(FrameError::BulkCountTooBig));
     }
 
     #[test]
