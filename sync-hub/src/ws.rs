@@ -182,12 +182,20 @@ impl SyncState {
     }
 
     /// Queues the output of a [`SyncHub`] call on the sockets. Sends to `requester` are
-    /// replies to its own message; every other send is a push and counts against the
-    /// bound. Returns the groups for the caller's post-batch work.
+    /// replies to its own message, and catch-up bytes (`out.catch_up`: an in-band
+    /// snapshot after SWAPDB) are what a subscription needs to be whole again; neither
+    /// counts against the bound. Every other send is a push and does. Returns the groups
+    /// for the caller's post-batch work.
     fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
+        let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
         for (id, bytes) in out.sends {
             let Some(sock) = self.sockets.get(&id) else { continue };
-            if !sock.push(bytes, Some(id) != requester, sync.limits.max_buffer) {
+            let mut push = Some(id) != requester;
+            if let Some(left) = catch_up.get_mut(&id).filter(|n| **n > 0) {
+                *left = left.saturating_sub(bytes.len());
+                push = false;
+            }
+            if !sock.push(bytes, push, sync.limits.max_buffer) {
                 sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
             }

@@ -602,3 +602,60 @@ async fn ws_port_zero_reports_the_port() {
     assert_ne!(hub.ws.port(), 0);
     assert_ne!(hub.ws.port(), hub.resp.port());
 }
+
+/// Snapshots are what a subscription needs to be whole: one larger than the push bound is
+/// delivered, both as the SUB reply and in-band after SWAPDB (`catch_up`), not closed as
+/// a slow consumer (which would loop: reconnect, snapshot, close).
+#[tokio::test]
+async fn snapshots_larger_than_the_push_bound_are_delivered() {
+    let hub = start(|s| s.set("sync-max-buffer", "4kb").unwrap()).await;
+    let mut r = TcpStream::connect(hub.resp).await.unwrap();
+    let value = "x".repeat(1000);
+    for i in 0..20 {
+        resp_cmd(&mut r, &["SET", &format!("a{i}"), &value]).await;
+    }
+    let mut c = Ws::open(hub.ws).await;
+    c.hello("").await;
+    c.send(&[&["SYNC.SUB", "1", "*"]]).await;
+    assert_eq!(map_get(&c.frame().await, "keys"), &Frame::Int(20));
+    let mut keys = 0;
+    loop {
+        let f = c.frame().await;
+        match push_name(&f).as_str() {
+            "sync.snap" => {
+                let Frame::Push(items) = &f else { unreachable!() };
+                let Frame::Array(entries) = &items[2] else { panic!() };
+                keys += entries.len();
+            }
+            "sync.live" => break,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(keys, 20);
+    // Database 1 gets 30 KB, then SWAPDB brings it to database 0: an in-band full resync.
+    resp_cmd(&mut r, &["SELECT", "1"]).await;
+    for i in 0..30 {
+        resp_cmd(&mut r, &["SET", &format!("b{i}"), &value]).await;
+    }
+    resp_cmd(&mut r, &["SWAPDB", "0", "1"]).await;
+    let full = c.frame().await;
+    assert_eq!(push_name(&full), "sync.full");
+    let mut keys = 0;
+    loop {
+        let f = c.frame().await;
+        match push_name(&f).as_str() {
+            "sync.snap" => {
+                let Frame::Push(items) = &f else { unreachable!() };
+                let Frame::Array(entries) = &items[2] else { panic!() };
+                keys += entries.len();
+            }
+            "sync.live" => break,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(keys, 30);
+    // Still open: a later change arrives.
+    resp_cmd(&mut r, &["SELECT", "0"]).await;
+    resp_cmd(&mut r, &["SET", "after", "1"]).await;
+    assert_eq!(push_name(&c.frame().await), "sync.change");
+}
