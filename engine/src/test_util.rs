@@ -22,11 +22,6 @@ impl T {
         self.eng.run(&mut self.sess, &args, self.now)
     }
 
-    /// Runs a command with binary arguments.
-    pub fn cmdb(&mut self, args: &[&[u8]]) -> Reply {
-        self.eng.run(&mut self.sess, args, self.now)
-    }
-
     #[track_caller]
     pub fn ok(&mut self, args: &[&str]) {
         assert_eq!(self.cmd(args), Reply::Ok, "{:?}", args);
@@ -75,4 +70,31 @@ pub fn render(groups: &[ChangeGroup]) -> Vec<String> {
         .flat_map(|g| g.changes.iter())
         .map(|c| c.args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+impl T {
+    /// Checks the two properties every family promises: memory accounting kept per
+    /// command equals a full recount, and the change stream taken so far, applied to a
+    /// fresh engine, rebuilds the same live keys, values and deadlines (the `access` word
+    /// is each engine's own LRU/LFU clock, not replicated state).
+    #[track_caller]
+    pub fn assert_replays(&mut self) {
+        let tracked = self.eng.used_memory();
+        self.eng.recount_memory();
+        assert_eq!(tracked, self.eng.used_memory(), "used_memory drifted from a recount");
+        let mut fresh = Engine::default();
+        for g in self.eng.take_changes() {
+            if let Err(e) = fresh.apply_group(&g, self.now) {
+                panic!("group {:?} failed to apply: {:?}", g, e);
+            }
+        }
+        for (i, (a, b)) in self.eng.dbs().iter().zip(fresh.dbs()).enumerate() {
+            let live: Vec<_> = a.iter().filter(|(_, e)| !e.is_expired(self.now)).collect();
+            assert_eq!(live.len(), b.len(), "db {} key count", i);
+            for (k, e) in live {
+                let got = b.get(k).map(|o| (&o.value, o.expire_at));
+                assert_eq!(got, Some((&e.value, e.expire_at)), "db {} key {:?}", i, String::from_utf8_lossy(k));
+            }
+        }
+    }
 }

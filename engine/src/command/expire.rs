@@ -189,28 +189,6 @@ mod tests {
     use crate::engine::{Config, Engine};
     use crate::test_util::*;
 
-    /// Applies the engine's change groups to a fresh engine and checks both hold the same
-    /// keys, values and deadlines.
-    fn assert_replays(t: &mut T) {
-        // Memory accounting kept per command must equal a recount.
-        let used = t.eng.used_memory();
-        t.eng.recount_memory();
-        assert_eq!(used, t.eng.used_memory(), "used_memory drifted");
-        let groups = t.eng.take_changes();
-        let mut fresh = Engine::default();
-        for g in &groups {
-            fresh.apply_group(g, t.now).unwrap_or_else(|e| panic!("group {:?} failed: {:?}", g, e));
-        }
-        for (i, (a, b)) in t.eng.dbs().iter().zip(fresh.dbs()).enumerate() {
-            let live: Vec<_> = a.iter().filter(|(_, e)| !e.is_expired(t.now)).collect();
-            assert_eq!(live.len(), b.len(), "db {} key count", i);
-            for (k, e) in live {
-                let o = b.get(k).unwrap_or_else(|| panic!("db {} lacks {:?}", i, String::from_utf8_lossy(k)));
-                assert_eq!((&e.value, e.expire_at), (&o.value, o.expire_at), "db {} key {:?}", i, String::from_utf8_lossy(k));
-            }
-        }
-    }
-
     #[test]
     fn expire_and_ttl() {
         let mut t = T::new();
@@ -381,6 +359,6 @@ mod tests {
         ] {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }
-        assert_replays(&mut t);
+        t.assert_replays();
     }
 }

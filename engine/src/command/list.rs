@@ -727,7 +727,7 @@ mod tests {
     use bytes::Bytes;
 
     use crate::change::{EventClass, KeyEvent};
-    use crate::engine::{Block, Engine, Outcome};
+    use crate::engine::{Block, Outcome};
     use crate::reply::Reply;
     use crate::test_util::*;
 
@@ -1209,21 +1209,7 @@ mod tests {
         t.cmd(&["LMOVE", "tx", "m", "LEFT", "LEFT"]);
         t.cmd(&["BRPOP", "tx", "0"]);
         t.cmd(&["EXEC"]);
-        // Per-command accounting (Ctx::settle) must equal a full recount.
-        let tracked = t.eng.used_memory();
-        t.eng.recount_memory();
-        assert_eq!(tracked, t.eng.used_memory());
-        let mut fresh = Engine::default();
-        for g in t.eng.take_changes() {
-            fresh.apply_group(&g, t.now).expect("apply");
-        }
-        for (a, b) in t.eng.dbs().iter().zip(fresh.dbs()) {
-            assert_eq!(a.len(), b.len());
-            for (k, e) in a.iter() {
-                let got = b.get(k).map(|f| (&f.value, f.expire_at));
-                assert_eq!(got, Some((&e.value, e.expire_at)), "key {:?}", String::from_utf8_lossy(k));
-            }
-        }
+        t.assert_replays();
         assert!(t.eng.key_count() >= 3);
     }
 }

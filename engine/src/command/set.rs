@@ -585,8 +585,6 @@ fn sscan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::change::ChangeGroup;
-    use crate::engine::Engine;
     use crate::reply::Reply;
     use crate::test_util::*;
 
@@ -927,37 +925,6 @@ pub(crate) mod tests {
         for cmd in script {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }
-        replay_check(&mut t);
-    }
-
-    /// Applies the engine's change stream to a fresh engine and checks both hold the same
-    /// keys and values.
-    pub(crate) fn replay_check(t: &mut T) {
-        let groups = t.eng.take_changes();
-        let mut fresh = Engine::default();
-        let has_del = crate::command::lookup(b"DEL").is_some();
-        for g in &groups {
-            if has_del {
-                fresh.apply_group(g, t.now).unwrap();
-                continue;
-            }
-            // Until the keys family lands DEL, apply restores' DEL by hand.
-            for c in &g.changes {
-                if c.name() == b"DEL" {
-                    fresh.dbs[c.db as usize].remove(&c.args[1]);
-                    fresh.recount_memory();
-                } else {
-                    fresh.apply_group(&ChangeGroup { offset: g.offset, changes: vec![c.clone()] }, t.now).unwrap();
-                }
-            }
-        }
-        for (db, (a, b)) in t.eng.dbs().iter().zip(fresh.dbs()).enumerate() {
-            assert_eq!(a.len(), b.len(), "key count of db {}", db);
-            for (k, e) in a.iter() {
-                // `access` is each engine's own LRU/LFU clock, not replicated state.
-                let other = b.get(k).map(|o| (&o.value, o.expire_at));
-                assert_eq!(other, Some((&e.value, e.expire_at)), "key {:?}", String::from_utf8_lossy(k));
-            }
-        }
+        t.assert_replays();
     }
 }

@@ -1443,7 +1443,6 @@ fn zscan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::{parse_score, parse_timeout, strtod};
-    use crate::command::set::tests::replay_check;
     use crate::engine::{NoHost, Outcome};
     use crate::reply::Reply;
     use crate::test_util::*;
@@ -2074,6 +2073,6 @@ mod tests {
         for cmd in script {
             assert!(!t.cmd(cmd).is_error(), "{:?}", cmd);
         }
-        replay_check(&mut t);
+        t.assert_replays();
     }
 }
