@@ -20,7 +20,7 @@ pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 const NO_PASSWORD: &str =
     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
-const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 
 /// The version clients see in HELLO and INFO. Clients gate features on it, so it is the
@@ -357,6 +357,10 @@ impl HostCalls<'_> {
                 let kind = if sub == b"channels" { Kind::Channel } else { Kind::Shard };
                 Reply::Array(ps.channels(kind, args.get(2).map(|p| p.as_ref())).into_iter().map(Reply::Bulk).collect())
             }
+            b"channels" | b"shardchannels" => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                lossy_trunc(&args[1], 128)
+            )),
             b"numsub" | b"shardnumsub" => {
                 let kind = if sub == b"numsub" { Kind::Channel } else { Kind::Shard };
                 let mut out = Vec::with_capacity((args.len() - 2) * 2);
@@ -383,12 +387,12 @@ impl HostCalls<'_> {
                 "HELP",
                 "    Prints this help.",
             ]),
-            b"channels" | b"shardchannels" | b"numpat" | b"help" => sub_arity("pubsub", &args[1]),
+            b"numpat" | b"help" => sub_arity("pubsub", &args[1]),
             _ => Reply::err(unknown_subcommand_error("pubsub", &args[1])),
         }
     }
 
-    /// `CLIENT ID | SETNAME | GETNAME | LIST | INFO | KILL | SETINFO | UNBLOCK | REPLY |
+    /// `CLIENT ID | SETNAME | GETNAME | LIST | INFO | KILL | UNBLOCK | REPLY |
     /// NO-EVICT | NO-TOUCH | HELP`
     fn client(&mut self, session: &Session, args: &[Bytes]) -> Reply {
         let sub = lower(&args[1]);
@@ -406,25 +410,6 @@ impl HostCalls<'_> {
                 }
                 if let Some(c) = self.hub.clients.get_mut(&id) {
                     c.name = args[2].clone();
-                }
-                Reply::Ok
-            }
-            b"setinfo" if argc == 4 => {
-                let attr = lower(&args[2]);
-                let label = match attr.as_slice() {
-                    b"lib-name" => "lib-name",
-                    b"lib-ver" => "lib-ver",
-                    _ => return Reply::err(format!("ERR Unrecognized option '{}'", lossy_trunc(&args[2], 128))),
-                };
-                if !valid_name(&args[3]) {
-                    return Reply::err(format!("ERR {} cannot contain spaces, newlines or special characters.", label));
-                }
-                if let Some(c) = self.hub.clients.get_mut(&id) {
-                    if label == "lib-name" {
-                        c.lib_name = args[3].clone();
-                    } else {
-                        c.lib_ver = args[3].clone();
-                    }
                 }
                 Reply::Ok
             }
@@ -508,14 +493,10 @@ impl HostCalls<'_> {
                 "    Control the replies sent to the current connection.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
-                "SETINFO <option> <value>",
-                "    Set client meta attr. Options are:",
-                "    * LIB-NAME: the client lib name.",
-                "    * LIB-VER: the client lib version.",
                 "HELP",
                 "    Print this help.",
             ]),
-            b"id" | b"getname" | b"setname" | b"setinfo" | b"info" | b"kill" | b"unblock" | b"reply" | b"no-evict"
+            b"id" | b"getname" | b"setname" | b"info" | b"kill" | b"unblock" | b"reply" | b"no-evict"
             | b"no-touch" | b"help" => sub_arity("client", &args[1]),
             _ => Reply::err(unknown_subcommand_error("client", &args[1])),
         }

@@ -235,6 +235,10 @@ pub struct Settings {
     pub maxmemory_policy: Policy,
     /// `maxmemory-samples`.
     pub maxmemory_samples: u64,
+    /// `maxmemory-clients` (stored only).
+    pub maxmemory_clients: u64,
+    /// `maxmemory-eviction-tenacity` (stored only).
+    pub maxmemory_eviction_tenacity: u64,
     /// `maxkeys`; 0 for none.
     pub maxkeys: u64,
     /// `lfu-log-factor`.
@@ -305,6 +309,8 @@ impl Default for Settings {
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,
             maxmemory_samples: 5,
+            maxmemory_clients: 0,
+            maxmemory_eviction_tenacity: 10,
             maxkeys: 0,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
@@ -363,6 +369,8 @@ pub static PARAMS: &[Param] = &[
     p("maxmemory", true),
     p("maxmemory-policy", true),
     p("maxmemory-samples", true),
+    p("maxmemory-clients", true),
+    p("maxmemory-eviction-tenacity", true),
     p("maxkeys", true),
     p("lfu-log-factor", true),
     p("lfu-decay-time", true),
@@ -507,6 +515,9 @@ impl Settings {
                 })?
             }
             "maxmemory-samples" => self.maxmemory_samples = parse_int(value, 1, i32::MAX as i64)? as u64,
+            // Accepted for compatibility; client memory is bounded by the buffer limits.
+            "maxmemory-clients" => self.maxmemory_clients = parse_mem_bounded(value, 0, i64::MAX as u64)?,
+            "maxmemory-eviction-tenacity" => self.maxmemory_eviction_tenacity = parse_int(value, 0, 100)? as u64,
             "maxkeys" => self.maxkeys = parse_int(value, 0, i64::MAX)? as u64,
             "lfu-log-factor" => self.lfu_log_factor = parse_int(value, 0, i32::MAX as i64)? as u64,
             "lfu-decay-time" => self.lfu_decay_time = parse_int(value, 0, i32::MAX as i64)? as u64,
@@ -587,6 +598,8 @@ impl Settings {
             "maxmemory" => self.maxmemory.to_string(),
             "maxmemory-policy" => self.maxmemory_policy.name().to_string(),
             "maxmemory-samples" => self.maxmemory_samples.to_string(),
+            "maxmemory-clients" => self.maxmemory_clients.to_string(),
+            "maxmemory-eviction-tenacity" => self.maxmemory_eviction_tenacity.to_string(),
             "maxkeys" => self.maxkeys.to_string(),
             "lfu-log-factor" => self.lfu_log_factor.to_string(),
             "lfu-decay-time" => self.lfu_decay_time.to_string(),

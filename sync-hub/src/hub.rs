@@ -173,10 +173,6 @@ pub struct ClientInfo {
     pub fd: i64,
     /// CLIENT SETNAME.
     pub name: Bytes,
-    /// CLIENT SETINFO LIB-NAME / LIB-VER.
-    pub lib_name: Bytes,
-    /// CLIENT SETINFO LIB-VER.
-    pub lib_ver: Bytes,
     /// When it connected.
     pub created: Instant,
     /// When it last ran a command.
@@ -239,19 +235,16 @@ impl HubState {
         if targets.is_empty() {
             return 0;
         }
-        let limit = self.settings.output_limits.pubsub;
         let plain = Reply::Push(vec![Reply::bulk("message"), Reply::Bulk(channel.clone()), Reply::Bulk(message.clone())]);
         let mut enc: [Option<Vec<u8>>; 2] = [None, None];
         let mut n = 0;
+        let mut dropped = Vec::new();
         for (id, pattern) in targets {
-            let Some(c) = self.clients.get(&id) else { continue };
-            let proto = if c.resp3 { Protocol::Resp3 } else { Protocol::Resp2 };
-            let ok = match pattern {
-                None => {
-                    let slot = &mut enc[c.resp3 as usize];
-                    let bytes = slot.get_or_insert_with(|| recached_engine::resp::to_vec(&plain, proto));
-                    c.handle.push(bytes, limit)
-                }
+            let delivered = match pattern {
+                None => self.deliver(id, &mut dropped, |resp3| {
+                    let proto = if resp3 { Protocol::Resp3 } else { Protocol::Resp2 };
+                    enc[resp3 as usize].get_or_insert_with(|| recached_engine::resp::to_vec(&plain, proto)).clone()
+                }),
                 Some(p) => {
                     let r = Reply::Push(vec![
                         Reply::bulk("pmessage"),
@@ -259,14 +252,15 @@ impl HubState {
                         Reply::Bulk(channel.clone()),
                         Reply::Bulk(message.clone()),
                     ]);
-                    c.handle.push(&recached_engine::resp::to_vec(&r, proto), limit)
+                    self.deliver(id, &mut dropped, |resp3| {
+                        recached_engine::resp::to_vec(&r, if resp3 { Protocol::Resp3 } else { Protocol::Resp2 })
+                    })
                 }
             };
-            if !ok {
-                self.stats.output_limit_kills += 1;
-                tracing::warn!(client = id, "closing subscriber: pubsub output buffer limit exceeded");
-            }
-            n += 1;
+            n += delivered as usize;
+        }
+        for id in dropped {
+            self.pubsub.remove_client(id);
         }
         self.stats.pubsub_messages += n as u64;
         n
@@ -275,18 +269,38 @@ impl HubState {
     /// Publishes on a shard channel (SPUBLISH).
     pub fn spublish(&mut self, channel: &Bytes, message: &Bytes) -> usize {
         let targets = self.pubsub.shard_targets(channel);
-        let limit = self.settings.output_limits.pubsub;
         let r = Reply::Push(vec![Reply::bulk("smessage"), Reply::Bulk(channel.clone()), Reply::Bulk(message.clone())]);
         let mut n = 0;
+        let mut dropped = Vec::new();
         for id in targets {
-            let Some(c) = self.clients.get(&id) else { continue };
-            let proto = if c.resp3 { Protocol::Resp3 } else { Protocol::Resp2 };
-            if !c.handle.push(&recached_engine::resp::to_vec(&r, proto), limit) {
-                self.stats.output_limit_kills += 1;
-            }
-            n += 1;
+            n += self.deliver(id, &mut dropped, |resp3| {
+                recached_engine::resp::to_vec(&r, if resp3 { Protocol::Resp3 } else { Protocol::Resp2 })
+            }) as usize;
+        }
+        for id in dropped {
+            self.pubsub.remove_client(id);
         }
         n
+    }
+
+    /// Queues one encoded message for a subscriber. A subscriber already killed, or killed
+    /// now for passing its output limit, receives nothing, is not counted, and is dropped
+    /// from the registry at once (so PUBLISH and PUBSUB NUMSUB stop counting it, as in
+    /// Redis, even while its connection task is still stuck in a write).
+    fn deliver(&mut self, id: ClientId, dropped: &mut Vec<ClientId>, encode: impl FnOnce(bool) -> Vec<u8>) -> bool {
+        let Some(c) = self.clients.get(&id) else { return false };
+        if c.handle.is_killed() {
+            dropped.push(id);
+            return false;
+        }
+        let bytes = encode(c.resp3);
+        if c.handle.push(&bytes, self.settings.output_limits.pubsub) {
+            return true;
+        }
+        self.stats.output_limit_kills += 1;
+        tracing::warn!(client = id, addr = %c.addr, "closing subscriber: pubsub output buffer limit exceeded");
+        dropped.push(id);
+        false
     }
 
     /// Removes a client from every registry (disconnect).

@@ -241,7 +241,7 @@ pub fn client_line(hub: &HubState, id: ClientId, session: Option<&Session>, cmd:
     let cmd = if session.is_some() { cmd } else { c.last_cmd };
     let omem = c.handle.pending();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         id,
         c.addr,
         c.laddr,
@@ -259,8 +259,6 @@ pub fn client_line(hub: &HubState, id: ClientId, session: Option<&Session>, cmd:
         omem,
         cmd,
         if resp3 { 3 } else { 2 },
-        String::from_utf8_lossy(&c.lib_name),
-        String::from_utf8_lossy(&c.lib_ver),
     )
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use recached_engine::command::flags;
-use recached_engine::resp::frame::{take_command, FrameError, Limits};
+use recached_engine::resp::frame::{parse_command, take_command, FrameError, Limits};
 use recached_engine::{command, Outcome, Reply, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,6 +31,10 @@ const MAX_BATCH_COMMANDS: usize = 1024;
 const MAX_BATCH_OUTPUT: usize = 4 << 20;
 /// Read size.
 const READ_CHUNK: usize = 16 * 1024;
+/// Largest multibulk before AUTH (Redis's limit for unauthenticated clients).
+const UNAUTH_MAX_MULTIBULK: usize = 10;
+/// Largest bulk before AUTH.
+const UNAUTH_MAX_BULK: usize = 16 * 1024;
 
 /// Why a batch stopped.
 enum Step {
@@ -53,7 +57,10 @@ struct Conn {
     rbuf: BytesMut,
     wbuf: Vec<u8>,
     queue: VecDeque<Vec<Bytes>>,
-    proto_err: Option<FrameError>,
+    /// The protocol error line to send (without `-`) before closing.
+    proto_err: Option<String>,
+    /// The peer closed its side; finish what was read, then close.
+    eof: bool,
     bytes_in: u64,
     shutdown: watch::Receiver<bool>,
 }
@@ -78,8 +85,6 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
                 laddr,
                 fd,
                 name: Bytes::new(),
-                lib_name: Bytes::new(),
-                lib_ver: Bytes::new(),
                 created: now,
                 last_active: now,
                 last_cmd: "NULL",
@@ -101,6 +106,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
         wbuf: Vec::with_capacity(READ_CHUNK),
         queue: VecDeque::new(),
         proto_err: None,
+        eof: false,
         bytes_in: 0,
         shutdown,
     };
@@ -144,6 +150,49 @@ fn allowed_in_subscribe_mode(name: &str) -> bool {
     matches!(name, "subscribe" | "ssubscribe" | "psubscribe" | "unsubscribe" | "sunsubscribe" | "punsubscribe" | "ping" | "quit" | "reset")
 }
 
+/// Redis 7.0's subcommands of the container commands, with their arity.
+const SUBCOMMANDS: &[(&str, &[(&str, i32)])] = &[
+    (
+        "client",
+        &[
+            ("caching", 3),
+            ("getname", 2),
+            ("getredir", 2),
+            ("help", 2),
+            ("id", 2),
+            ("info", 2),
+            ("kill", -3),
+            ("list", -2),
+            ("no-evict", 3),
+            ("pause", -3),
+            ("reply", 3),
+            ("setname", 3),
+            ("tracking", -3),
+            ("trackinginfo", 2),
+            ("unblock", -3),
+            ("unpause", 2),
+        ],
+    ),
+    ("config", &[("get", -3), ("help", 2), ("resetstat", 2), ("rewrite", 2), ("set", -4)]),
+    ("pubsub", &[("channels", -2), ("help", 2), ("numpat", 2), ("numsub", -2), ("shardchannels", -2), ("shardnumsub", -2)]),
+    ("command", &[("count", 2), ("docs", -2), ("getkeys", -4), ("getkeysandflags", -4), ("help", 2), ("info", -2), ("list", -2)]),
+];
+
+/// The error Redis gives a container command before anything else (unknown subcommand,
+/// wrong subcommand arity), if any.
+fn subcommand_error(name: &str, args: &[Bytes]) -> Option<Reply> {
+    let (_, subs) = SUBCOMMANDS.iter().find(|(c, _)| *c == name)?;
+    let sub = args.get(1)?;
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    match subs.iter().find(|(s, _)| *s == lower) {
+        None => Some(Reply::err(command::unknown_subcommand_error(name, sub))),
+        Some((s, arity)) => {
+            let ok = if *arity >= 0 { args.len() == *arity as usize } else { args.len() >= (-arity) as usize };
+            (!ok).then(|| Reply::err(recached_engine::reply::errors::arity(&format!("{}|{}", name, s))))
+        }
+    }
+}
+
 /// Redis's `fullname` of a command: `get`, or `client|list` for container subcommands.
 fn full_name(spec: &command::CommandSpec, args: &[Bytes]) -> String {
     match (spec.name, args.get(1)) {
@@ -161,7 +210,14 @@ impl Conn {
         loop {
             while !self.queue.is_empty() {
                 let step = self.run_batch();
-                self.flush().await?;
+                if !self.flush().await? {
+                    return Ok("killed".into());
+                }
+                // Input read while the replies were going out (one frame at a time before
+                // AUTH, so the limits follow the authentication state).
+                if let Some(why) = self.parse() {
+                    return Ok(why);
+                }
                 match step {
                     Step::Continue => {}
                     Step::Close => return Ok("closed by command".into()),
@@ -176,11 +232,28 @@ impl Conn {
                     return Ok("killed".into());
                 }
             }
-            if let Some(e) = self.proto_err.take() {
-                let line = format!("-{}\r\n", e);
-                self.stream.write_all(line.as_bytes()).await?;
-                tracing::debug!(cause = %e, "protocol error");
+            if let Some(line) = self.proto_err.take() {
+                tracing::debug!(cause = %line, "protocol error");
+                self.wbuf.extend_from_slice(format!("-{}\r\n", line).as_bytes());
+                self.flush().await?;
                 return Ok("protocol error".into());
+            }
+            if self.eof {
+                return Ok("client closed".into());
+            }
+            if self.handle.is_killed() {
+                return Ok("killed".into());
+            }
+            // Pub/sub messages and notifications queued for this client.
+            self.handle.take_into(&mut self.wbuf);
+            if !self.wbuf.is_empty() {
+                if !self.flush().await? {
+                    return Ok("killed".into());
+                }
+                if let Some(why) = self.parse() {
+                    return Ok(why);
+                }
+                continue;
             }
             let timeout = self.shared.knobs.timeout_secs.load(Ordering::Relaxed);
             // Subscribers are never closed for idleness, as in Redis.
@@ -190,15 +263,8 @@ impl Conn {
             }
             tokio::select! {
                 biased;
-                _ = self.handle.notify.notified() => {
-                    if self.handle.is_killed() {
-                        return Ok("killed".into());
-                    }
-                    let out = self.handle.take();
-                    if !out.is_empty() {
-                        self.stream.write_all(&out).await?;
-                    }
-                }
+                // Output or a kill: both are handled at the top of the loop.
+                _ = self.handle.notify.notified() => {}
                 _ = crate::hub::stopped(&mut shutdown) => return Ok("shutdown".into()),
                 r = self.stream.read_buf(&mut self.rbuf) => {
                     let n = r?;
@@ -216,18 +282,46 @@ impl Conn {
         }
     }
 
-    /// Moves every complete frame into the queue. `Some(reason)` closes the connection.
+    /// Moves complete frames into the queue. `Some(reason)` closes the connection.
+    ///
+    /// Before AUTH, Redis allows at most 10 elements and 16 KB bulks, so an anonymous peer
+    /// cannot make the server buffer much; frames are then taken one at a time, so a
+    /// pipelined `AUTH` lifts the limits for the frames after it.
     fn parse(&mut self) -> Option<String> {
         if self.proto_err.is_some() {
             return None;
         }
         let limits = Limits { max_bulk_len: self.shared.knobs.max_bulk.load(Ordering::Relaxed) as usize, ..Limits::default() };
+        let anonymous = !self.ctl.authenticated;
+        if anonymous && !self.queue.is_empty() {
+            return None;
+        }
         loop {
-            match take_command(&mut self.rbuf, &limits) {
-                Ok(Some(args)) => self.queue.push_back(args),
+            let taken = if anonymous {
+                let strict = Limits { max_bulk_len: UNAUTH_MAX_BULK, max_multibulk_len: UNAUTH_MAX_MULTIBULK, ..limits };
+                match parse_command(&self.rbuf, &strict) {
+                    Err(FrameError::InvalidMultibulkLength) if parse_command(&self.rbuf, &limits).is_ok() => {
+                        Err("ERR Protocol error: unauthenticated multibulk length".to_string())
+                    }
+                    Err(FrameError::InvalidBulkLength) if parse_command(&self.rbuf, &limits).is_ok() => {
+                        Err("ERR Protocol error: unauthenticated bulk length".to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) => take_command(&mut self.rbuf, &strict).map_err(|e| e.to_string()),
+                }
+            } else {
+                take_command(&mut self.rbuf, &limits).map_err(|e| e.to_string())
+            };
+            match taken {
+                Ok(Some(args)) => {
+                    self.queue.push_back(args);
+                    if anonymous {
+                        break;
+                    }
+                }
                 Ok(None) => break,
-                Err(e) => {
-                    self.proto_err = Some(e);
+                Err(line) => {
+                    self.proto_err = Some(line);
                     self.rbuf.clear();
                     return None;
                 }
@@ -241,15 +335,50 @@ impl Conn {
         None
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > MAX_BATCH_OUTPUT {
-                self.wbuf = Vec::with_capacity(READ_CHUNK);
+    /// Writes the reply buffer. While the peer is not reading, keep reading its input
+    /// (bounded by the query buffer limit): a client that writes a whole pipeline before
+    /// reading any reply (redis-py) must not deadlock against us. Returns false if the
+    /// client was killed meanwhile (a stalled subscriber over its output limit).
+    async fn flush(&mut self) -> std::io::Result<bool> {
+        let limit = self.shared.knobs.qbuf_limit.load(Ordering::Relaxed);
+        let mut written = 0;
+        while written < self.wbuf.len() {
+            let can_read = !self.eof && self.proto_err.is_none() && (self.rbuf.len() as u64) <= limit;
+            if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let Conn { stream, wbuf, rbuf, handle, bytes_in, eof, .. } = self;
+            let (mut r, mut w) = stream.split();
+            tokio::select! {
+                biased;
+                // Queued pushes are drained by the caller after the flush (it checks the
+                // outbox whether or not a wake-up is pending); only a kill matters here.
+                _ = handle.notify.notified() => {
+                    if handle.is_killed() {
+                        return Ok(false);
+                    }
+                }
+                n = w.write(&wbuf[written..]) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    written += n;
+                }
+                n = r.read_buf(rbuf), if can_read => {
+                    let n = n?;
+                    if n == 0 {
+                        *eof = true;
+                    }
+                    *bytes_in += n as u64;
+                }
             }
         }
-        Ok(())
+        self.wbuf.clear();
+        if self.wbuf.capacity() > MAX_BATCH_OUTPUT {
+            self.wbuf = Vec::with_capacity(READ_CHUNK);
+        }
+        Ok(true)
     }
 
     /// Encodes a reply, honouring CLIENT REPLY and replies a command suppressed.
@@ -364,6 +493,10 @@ impl Conn {
         }
         *last_cmd = Some(spec.name);
         if !self.ctl.authenticated && spec.flags & flags::NO_AUTH == 0 {
+            // Redis resolves a container's subcommand (and its arity) before the auth check.
+            if let Some(err) = subcommand_error(spec.name, args) {
+                return Some(err);
+            }
             return Some(Reply::err(NOAUTH));
         }
         if subscribed {
@@ -396,7 +529,9 @@ impl Conn {
                         Ok(reply) => {
                             self.handle.take_into(&mut self.wbuf);
                             self.emit(&reply);
-                            self.flush().await?;
+                            if !self.flush().await? {
+                                return Ok(Some("killed".into()));
+                            }
                             Ok(None)
                         }
                         // Removed without a reply: the client was killed.
@@ -407,9 +542,9 @@ impl Conn {
                     if self.handle.is_killed() {
                         return Ok(Some("killed".into()));
                     }
-                    let out = self.handle.take();
-                    if !out.is_empty() {
-                        self.stream.write_all(&out).await?;
+                    self.handle.take_into(&mut self.wbuf);
+                    if !self.flush().await? {
+                        return Ok(Some("killed".into()));
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
@@ -422,8 +557,11 @@ impl Conn {
                             Err(_) => return Ok(Some("killed while blocked".into())),
                         },
                     };
+                    self.handle.take_into(&mut self.wbuf);
                     self.emit(&reply);
-                    self.flush().await?;
+                    if !self.flush().await? {
+                        return Ok(Some("killed".into()));
+                    }
                     return Ok(None);
                 }
                 _ = crate::hub::stopped(&mut shutdown) => return Ok(Some("shutdown".into())),

@@ -125,7 +125,7 @@ fn command(_: &mut Ctx, args: &[Bytes]) -> Reply {
             Reply::Map(specs.into_iter().map(|c| (Reply::bulk(c.name), command_docs(c))).collect())
         }
         b"list" => command_list(args),
-        b"getkeys" | b"getkeysandflags" if arity(3, false) => {
+        b"getkeys" | b"getkeysandflags" if arity(4, false) => {
             let with_flags = sub.as_slice() == b"getkeysandflags";
             let target = &args[2..];
             let Some(spec) = table::lookup(&target[0]) else { return Reply::err("ERR Invalid command specified") };
@@ -377,6 +377,7 @@ mod tests {
         let mut t = T::new();
         t.arr(&["COMMAND", "GETKEYS", "SET", "a", "b"], &["a"]);
         t.err(&["COMMAND", "GETKEYS", "nosuch", "a"], "ERR Invalid command specified");
+        t.err(&["COMMAND", "GETKEYS", "get"], "ERR wrong number of arguments for 'command|getkeys' command");
         t.err(&["COMMAND", "GETKEYS", "get", "a", "b"], "ERR Invalid number of arguments specified for command");
         t.err(&["COMMAND", "GETKEYS", "ping", "x"], "ERR The command has no key arguments");
         t.err(&["COMMAND", "GETKEYS"], "ERR wrong number of arguments for 'command|getkeys' command");
