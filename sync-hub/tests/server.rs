@@ -514,3 +514,34 @@ async fn shutdown_command_stops_the_server() {
     assert_eq!(read_to_close(&mut c).await, "");
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns").unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn bzpopmin_wakes_on_zadd() {
+    let (addr, _stop) = start(|_| {}).await;
+    let mut waiter = connect(addr).await;
+    let mut c = connect(addr).await;
+    waiter.write_all(b"BZPOPMIN z1 z2 0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    roundtrip(&mut c, b"ZADD z2 5 five 1 one\r\n", ":2\r\n").await;
+    expect(&mut waiter, "*3\r\n$2\r\nz2\r\n$3\r\none\r\n$1\r\n1\r\n").await;
+    roundtrip(&mut c, b"ZCARD z2\r\n", ":1\r\n").await;
+}
+
+#[tokio::test]
+async fn old_client_kill_form_flushall_async_and_keyspace_channel() {
+    let (addr, _stop) = start(|s| s.set("notify-keyspace-events", "K$g").unwrap()).await;
+    let mut victim = connect(addr).await;
+    let mut c = connect(addr).await;
+    let victim_addr = victim.local_addr().unwrap().to_string();
+    roundtrip(&mut victim, b"PING\r\n", "+PONG\r\n").await;
+    roundtrip(&mut c, format!("CLIENT KILL {}\r\n", victim_addr).as_bytes(), "+OK\r\n").await;
+    assert_eq!(read_to_close(&mut victim).await, "");
+    let mut sub = connect(addr).await;
+    roundtrip(&mut sub, b"HELLO 3\r\n", "%7\r\n").await;
+    let mut rest = vec![0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(100), sub.read(&mut rest)).await;
+    roundtrip(&mut sub, b"PSUBSCRIBE __keyspace@0__:*\r\n", ">3\r\n$10\r\npsubscribe\r\n$16\r\n__keyspace@0__:*\r\n:1\r\n").await;
+    roundtrip(&mut c, b"SET a 1\r\nSET b 2\r\nDBSIZE\r\nFLUSHALL ASYNC\r\nDBSIZE\r\n", "+OK\r\n+OK\r\n:2\r\n+OK\r\n:0\r\n").await;
+    expect(&mut sub, ">4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n$16\r\n__keyspace@0__:a\r\n$3\r\nset\r\n").await;
+    expect(&mut sub, ">4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n$16\r\n__keyspace@0__:b\r\n$3\r\nset\r\n").await;
+}
