@@ -411,3 +411,23 @@ compat_test! {
         c.expect_bytes(b"-ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.\r\n");
     }
 }
+
+compat_test! {
+    /// Redis closes a killed connection before it answers CLIENT KILL, so the victim's
+    /// next command finds a clean EOF (client libraries then reconnect transparently).
+    fn client_kill_closes_the_victim_before_replying() {
+        let srv = Server::start();
+        for round in 0..20 {
+            let mut victim = srv.connect();
+            let id = match victim.cmd(&["CLIENT", "ID"]) {
+                Reply::Int(id) => id,
+                other => panic!("CLIENT ID: {other:?}"),
+            };
+            let mut admin = srv.connect();
+            assert_eq!(admin.cmd(&["CLIENT", "KILL", "ID", &id.to_string()]), Reply::Int(1));
+            let _ = victim.send(b"PING\r\n");
+            let (got, end) = victim.read_to_end(Duration::from_secs(2));
+            assert_eq!((lossy(&got), end), (String::new(), End::Eof), "round {round}: the victim still ran a command or was reset");
+        }
+    }
+}
