@@ -189,6 +189,24 @@ fn generators() -> Vec<(&'static str, u32, GenFn)> {
             vec![b"DECRBY".to_vec(), g.key(), n]
         }),
         ("getrange", 1, |g, _| vec![b"GETRANGE".to_vec(), g.key(), g.int(-8, 8), g.int(-8, 8)]),
+        ("getex", 1, |g, now| {
+            let mut a = vec![b"GETEX".to_vec(), g.key()];
+            match g.rng.below(6) {
+                0 => {}
+                1 => a.extend([b"EX".to_vec(), g.ttl(false)]),
+                2 => a.extend([b"PX".to_vec(), g.ttl(true)]),
+                3 => a.push(b"PERSIST".to_vec()),
+                4 => {
+                    let mut at = now + String::from_utf8_lossy(&g.ttl(true)).parse::<u64>().unwrap_or(1);
+                    if g.real_time && at <= now + 5000 {
+                        at = now - 100_000;
+                    }
+                    a.extend([b"PXAT".to_vec(), at.to_string().into_bytes()])
+                }
+                _ => a.extend([g.rng.pick(&["PERSIST", "EX", "KEEPTTL"]).into(), b"10".to_vec()]),
+            }
+            a
+        }),
         ("setrange", 1, |g, _| vec![b"SETRANGE".to_vec(), g.key(), g.int(-1, 12), g.val()]),
         // keys
         ("del", 3, |g, _| {
@@ -207,6 +225,7 @@ fn generators() -> Vec<(&'static str, u32, GenFn)> {
             a
         }),
         ("type", 2, |g, _| vec![b"TYPE".to_vec(), g.key()]),
+        ("flushdb", 1, |g, _| if g.rng.chance(10) { vec![b"FLUSHDB".to_vec()] } else { vec![b"EXISTS".to_vec(), g.key()] }),
         ("rename", 2, |g, _| vec![b"RENAME".to_vec(), g.key(), g.key()]),
         ("renamenx", 1, |g, _| vec![b"RENAMENX".to_vec(), g.key(), g.key()]),
         ("copy", 1, |g, _| {
@@ -312,6 +331,17 @@ fn generators() -> Vec<(&'static str, u32, GenFn)> {
         ("sunionstore", 1, |g, _| vec![b"SUNIONSTORE".to_vec(), g.key(), g.key(), g.key()]),
         ("sdiffstore", 1, |g, _| vec![b"SDIFFSTORE".to_vec(), g.key(), g.key(), g.key()]),
         ("smove", 1, |g, _| vec![b"SMOVE".to_vec(), g.key(), g.key(), g.elem()]),
+        ("sintercard", 1, |g, _| {
+            let n = g.rng.below(3) + 1;
+            let mut a = vec![b"SINTERCARD".to_vec(), if g.rng.chance(5) { g.int(-1, 4) } else { n.to_string().into_bytes() }];
+            for _ in 0..n {
+                a.push(g.key());
+            }
+            if g.rng.chance(30) {
+                a.extend([b"LIMIT".to_vec(), g.int(-1, 3)]);
+            }
+            a
+        }),
         // sorted sets
         ("zadd", 5, |g, _| {
             let mut a = vec![b"ZADD".to_vec(), g.key()];
@@ -368,6 +398,9 @@ fn generators() -> Vec<(&'static str, u32, GenFn)> {
             }
             a
         }),
+        ("zunionstore", 1, |g, _| zstore_gen(g, b"ZUNIONSTORE")),
+        ("zinterstore", 1, |g, _| zstore_gen(g, b"ZINTERSTORE")),
+        ("zdiffstore", 1, |g, _| zstore_gen(g, b"ZDIFFSTORE")),
         ("zpopmin", 1, |g, _| pop_gen(g, b"ZPOPMIN")),
         ("zpopmax", 1, |g, _| pop_gen(g, b"ZPOPMAX")),
         ("zremrangebyrank", 1, |g, _| vec![b"ZREMRANGEBYRANK".to_vec(), g.key(), g.int(-5, 5), g.int(-5, 5)]),
@@ -382,6 +415,24 @@ fn expire_gen(g: &mut Gen, name: &[u8], unit_ms: bool) -> Vec<B> {
         if g.rng.chance(20) {
             a.push(g.rng.pick(&["NX", "XX", "GT", "LT"]).into());
         }
+    }
+    a
+}
+
+fn zstore_gen(g: &mut Gen, name: &[u8]) -> Vec<B> {
+    let n = g.rng.below(3) + 1;
+    let mut a = vec![name.to_vec(), g.key(), if g.rng.chance(5) { g.int(-1, 4) } else { n.to_string().into_bytes() }];
+    for _ in 0..n {
+        a.push(g.key());
+    }
+    if g.rng.chance(30) {
+        a.push(b"WEIGHTS".to_vec());
+        for _ in 0..n {
+            a.push(g.rng.pick(&["1", "2", "0", "-1", "0.5", "inf", "x"]).into());
+        }
+    }
+    if g.rng.chance(30) {
+        a.extend([b"AGGREGATE".to_vec(), g.rng.pick(&["SUM", "MIN", "MAX", "max", "AVG"]).into()]);
     }
     a
 }
@@ -652,7 +703,8 @@ impl Model {
 
     fn run(&mut self, a: &[B]) -> Result<Reply, Reply> {
         let name = String::from_utf8_lossy(&a[0]).to_ascii_uppercase();
-        let k = &a[1];
+        let none = B::new();
+        let k = a.get(1).unwrap_or(&none);
         Ok(match name.as_str() {
             "GET" => Reply::opt_bulk(self.string(k)?),
             "SET" => return self.cmd_set(a),
@@ -778,6 +830,41 @@ impl Model {
                 self.keys.insert(k.clone(), ME { v: MV::Str(s), exp });
                 Reply::Int(n as i64)
             }
+            "FLUSHDB" => {
+                self.keys.clear();
+                Reply::Ok
+            }
+            "GETEX" => return self.cmd_getex(a),
+            "SINTERCARD" => {
+                let n = p_i64(&a[1]).filter(|n| *n > 0).ok_or_else(|| err("ERR numkeys should be greater than 0"))?;
+                if n as usize > a.len() - 2 {
+                    return Err(err("ERR Number of keys can't be greater than number of args"));
+                }
+                let keys = &a[2..2 + n as usize];
+                let mut limit = 0;
+                let mut i = 2 + n as usize;
+                while i < a.len() {
+                    if a[i].eq_ignore_ascii_case(b"LIMIT") && i + 1 < a.len() {
+                        limit = p_i64(&a[i + 1]).filter(|l| *l >= 0).ok_or_else(|| err("ERR LIMIT can't be negative"))?;
+                        i += 2;
+                    } else {
+                        return Err(err(SYNTAX));
+                    }
+                }
+                let mut sets = Vec::new();
+                for k in keys {
+                    sets.push(self.set(k, false)?.cloned());
+                }
+                if sets.iter().any(|s| s.is_none()) {
+                    return Ok(Reply::Int(0));
+                }
+                let mut it = sets.into_iter().flatten();
+                let first = it.next().unwrap_or_default();
+                let inter: BTreeSet<B> = it.fold(first, |acc, s| acc.intersection(&s).cloned().collect());
+                let n = inter.len() as i64;
+                Reply::Int(if limit > 0 { n.min(limit) } else { n })
+            }
+            "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => return self.cmd_zstore(&name, a),
             "DEL" | "UNLINK" => Reply::Int(a[1..].iter().filter(|k| self.keys.remove(*k).is_some()).count() as i64),
             "EXISTS" => Reply::Int(a[1..].iter().filter(|k| self.keys.contains_key(*k)).count() as i64),
             "TYPE" => Reply::simple(self.get(k).map(|e| e.v.type_name()).unwrap_or("none")),
@@ -1241,6 +1328,163 @@ impl Model {
         })
     }
 
+    fn cmd_getex(&mut self, a: &[B]) -> Result<Reply, Reply> {
+        let mut persist = false;
+        let mut exp: Option<(bool, bool, B)> = None;
+        let mut i = 2;
+        while i < a.len() {
+            let o = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+            let next = a.get(i + 1);
+            let kind = exp.as_ref().map(|(ms, abs, _)| (*ms, *abs));
+            match o.as_str() {
+                "PERSIST" if exp.is_none() => persist = true,
+                "EX" | "PX" | "EXAT" | "PXAT" if !persist && next.is_some() => {
+                    let this = (o.starts_with('P'), o.ends_with("AT"));
+                    if kind.is_some() && kind != Some(this) {
+                        return Err(err(SYNTAX));
+                    }
+                    exp = Some((this.0, this.1, next.cloned().unwrap_or_default()));
+                    i += 1;
+                }
+                _ => return Err(err(SYNTAX)),
+            }
+            i += 1;
+        }
+        // Redis looks the key up (nil, WRONGTYPE) before it reads the expire value.
+        let Some(v) = self.string(&a[1])? else { return Ok(Reply::Nil) };
+        let mut at = None;
+        if let Some((unit_ms, abs, arg)) = exp {
+            let n = p_i64(&arg).ok_or_else(|| err(NOT_INT))?;
+            let bad = || err("ERR invalid expire time in 'getex' command");
+            if n <= 0 || (!unit_ms && n > i64::MAX / 1000) {
+                return Err(bad());
+            }
+            let ms = ms_of(unit_ms, n).ok_or_else(bad)?;
+            at = Some(if abs { ms } else { ms.checked_add(self.now as i64).ok_or_else(bad)? });
+        }
+        if let Some(at) = at {
+            if at <= self.now as i64 {
+                self.keys.remove(&a[1]);
+            } else if let Some(e) = self.keys.get_mut(&a[1]) {
+                e.exp = at as u64;
+            }
+        } else if persist {
+            if let Some(e) = self.keys.get_mut(&a[1]) {
+                e.exp = 0;
+            }
+        }
+        Ok(bulk(&v))
+    }
+
+    fn cmd_zstore(&mut self, name: &str, a: &[B]) -> Result<Reply, Reply> {
+        let n = p_i64(&a[2]).ok_or_else(|| err(NOT_INT))?;
+        if n < 1 {
+            return Err(err(&format!("ERR at least 1 input key is needed for '{}' command", name.to_lowercase())));
+        }
+        if n as usize > a.len() - 3 {
+            return Err(err(SYNTAX));
+        }
+        let n = n as usize;
+        // Inputs are looked up (and type-checked) before the options are parsed.
+        let mut inputs: Vec<BTreeMap<B, f64>> = Vec::new();
+        let mut present = Vec::new();
+        for k in &a[3..3 + n] {
+            match self.keys.get(k) {
+                None => {
+                    inputs.push(BTreeMap::new());
+                    present.push(false);
+                }
+                Some(ME { v: MV::ZSet(z), .. }) => {
+                    inputs.push(z.clone());
+                    present.push(true);
+                }
+                Some(ME { v: MV::Set(s), .. }) => {
+                    inputs.push(s.iter().map(|m| (m.clone(), 1.0)).collect());
+                    present.push(true);
+                }
+                Some(_) => return Err(err(WRONGTYPE)),
+            }
+        }
+        let mut weights = vec![1.0; n];
+        let mut agg = "SUM".to_string();
+        let mut i = 3 + n;
+        while i < a.len() {
+            let o = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+            if o == "WEIGHTS" && name != "ZDIFFSTORE" && i + n < a.len() {
+                for (j, w) in weights.iter_mut().enumerate() {
+                    *w = p_f64(&a[i + 1 + j]).ok_or_else(|| err("ERR weight value is not a float"))?;
+                }
+                i += 1 + n;
+            } else if o == "AGGREGATE" && name != "ZDIFFSTORE" && i + 1 < a.len() {
+                agg = String::from_utf8_lossy(&a[i + 1]).to_ascii_uppercase();
+                if !matches!(agg.as_str(), "SUM" | "MIN" | "MAX") {
+                    return Err(err(SYNTAX));
+                }
+                i += 2;
+            } else {
+                return Err(err(SYNTAX));
+            }
+        }
+        let weighted = |s: f64, w: f64| {
+            let v = s * w;
+            if v.is_nan() {
+                0.0
+            } else {
+                v
+            }
+        };
+        let combine = |acc: f64, v: f64| match agg.as_str() {
+            "SUM" => {
+                let r = acc + v;
+                if r.is_nan() {
+                    0.0
+                } else {
+                    r
+                }
+            }
+            "MIN" => acc.min(v),
+            _ => acc.max(v),
+        };
+        let mut out: BTreeMap<B, f64> = BTreeMap::new();
+        match name {
+            "ZUNIONSTORE" => {
+                for (input, w) in inputs.iter().zip(&weights) {
+                    for (m, s) in input {
+                        let v = weighted(*s, *w);
+                        let e = out.entry(m.clone()).or_insert(f64::NAN);
+                        *e = if e.is_nan() { v } else { combine(*e, v) };
+                    }
+                }
+            }
+            "ZINTERSTORE" => {
+                if present.iter().all(|p| *p) {
+                    for (m, s) in &inputs[0] {
+                        if inputs[1..].iter().all(|z| z.contains_key(m)) {
+                            let mut acc = weighted(*s, weights[0]);
+                            for (z, w) in inputs[1..].iter().zip(&weights[1..]) {
+                                acc = combine(acc, weighted(z[m], *w));
+                            }
+                            out.insert(m.clone(), acc);
+                        }
+                    }
+                }
+            }
+            _ => {
+                for (m, s) in &inputs[0] {
+                    if !inputs[1..].iter().any(|z| z.contains_key(m)) {
+                        out.insert(m.clone(), *s);
+                    }
+                }
+            }
+        }
+        let count = out.len() as i64;
+        self.keys.remove(&a[1]);
+        if count > 0 {
+            self.keys.insert(a[1].clone(), ME { v: MV::ZSet(out), exp: 0 });
+        }
+        Ok(Reply::Int(count))
+    }
+
     fn cmd_expire(&mut self, name: &str, a: &[B]) -> Result<Reply, Reply> {
         let (unit_ms, abs) = (name.starts_with('P'), name.ends_with("AT"));
         let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
@@ -1660,6 +1904,7 @@ fn run_seed(seed: u64, seqs: u64, steps: u64, mut redis: Option<&mut Redis>) {
             None => recached_engine::lookup(name.as_bytes()).is_some(),
         }).collect();
     assert!(!gens.is_empty(), "the engine has none of the modelled commands");
+    println!("seed {}: {} of {} modelled commands in play", seed, gens.len(), generators().len());
     let total: u32 = gens.iter().map(|g| g.1).sum();
     let mut g = Gen { rng: Rng(seed), real_time: redis.is_some() };
     for seq in 0..seqs {

@@ -266,13 +266,15 @@ fn getex(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Ok(o) => o,
         Err(e) => return e,
     };
-    let at = match opts.deadline(ctx.now_ms, "getex") {
-        Ok(at) => at,
-        Err(e) => return e,
-    };
+    // Redis looks the key up (nil, WRONGTYPE) before it reads the expire value (found by
+    // tests/model.rs: `GETEX missing PX -5` is nil, not an error).
     let value = match ctx.get_string(key) {
         Ok(Some(v)) => v,
         Ok(None) => return Reply::Nil,
+        Err(e) => return e,
+    };
+    let at = match opts.deadline(ctx.now_ms, "getex") {
+        Ok(at) => at,
         Err(e) => return e,
     };
     match at {
@@ -733,6 +735,9 @@ mod tests {
         t.err(&["GETEX", "k", "PERSIST", "EX", "10"], "ERR syntax error");
         t.err(&["GETEX", "k", "EX", "10", "PERSIST"], "ERR syntax error");
         t.err(&["GETEX", "k", "FOO"], "ERR syntax error");
+        // The key is looked up before the expire value is read.
+        t.nil(&["GETEX", "missing", "PX", "-5"]);
+        t.nil(&["GETEX", "missing", "EX", "x"]);
         t.err(&["GETEX", "k", "EX"], "ERR syntax error");
         t.err(&["GETEX", "k", "KEEPTTL"], "ERR syntax error");
         t.err(&["GETEX", "k", "NX"], "ERR syntax error");
