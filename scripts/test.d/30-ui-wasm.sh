@@ -12,4 +12,4 @@ for tool in wasm-bindgen-test-runner chromedriver chromium; do
   command -v "$tool" >/dev/null || { echo "30-ui-wasm: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
 # --tests: the doc examples are native Rust and already ran in the native step.
-cargo test -p recached-ui --target wasm32-unknown-unknown --tests
+cargo test -p recached-ui --target wasm32-unknown-unknown --features leptos --tests
