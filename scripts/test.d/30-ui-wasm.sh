@@ -1,15 +1,40 @@
 #!/usr/bin/env bash
 # ui-bindings in headless Chromium: the JS API (through the wasm-bindgen surface), TTL on
-# real timers, eviction, listeners, the closure/memory leak check and the Leptos hooks.
+# real timers, eviction, listeners, the closure/memory leak checks, the Leptos hooks, and
+# hub sync (`cache.connect`) against a real `recached` process started here.
 # One wasm build (feature `leptos` on) serves every browser test binary; the runner is set
 # in .cargo/config.toml (wasm-bindgen-test-runner, which drives chromedriver on PATH).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
-export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-60}"
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 for tool in wasm-bindgen-test-runner chromedriver chromium; do
   command -v "$tool" >/dev/null || { echo "30-ui-wasm: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
+
+# The hub for tests/sync.rs: the release binary the native step already built (or
+# RECACHED_BIN), on free loopback ports, stopped on exit.
+HUB_BIN="${RECACHED_BIN:-$CARGO_TARGET_DIR/release/recached}"
+if [ ! -x "$HUB_BIN" ]; then
+  cargo build --release -q -p recached-hub --bin recached
+  HUB_BIN="$CARGO_TARGET_DIR/release/recached"
+fi
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+RESP_PORT="$(free_port)"
+WS_PORT="$(free_port)"
+HUB_LOG="$(mktemp)"
+"$HUB_BIN" --port "$RESP_PORT" --ws-port "$WS_PORT" --bind 127.0.0.1 >"$HUB_LOG" 2>&1 &
+HUB_PID=$!
+trap 'kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true; rm -f "$HUB_LOG"' EXIT
+for _ in $(seq 1 300); do
+  grep -q "Ready to accept connections ws" "$HUB_LOG" && break
+  kill -0 "$HUB_PID" 2>/dev/null || { cat "$HUB_LOG" >&2; echo "30-ui-wasm: the hub exited" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "Ready to accept connections ws" "$HUB_LOG" || { cat "$HUB_LOG" >&2; echo "30-ui-wasm: the hub did not start" >&2; exit 1; }
+# Read at build time by tests/sync.rs (option_env!): only that test binary rebuilds.
+export RECACHED_TEST_WS="ws://127.0.0.1:$WS_PORT"
+
 # --tests: the doc examples are native Rust and already ran in the native step.
 cargo test -p recached-ui --target wasm32-unknown-unknown --features leptos --tests

@@ -5,7 +5,7 @@
 //! after releasing its borrow — so a listener may read, write or close the cache. Notices
 //! produced while listeners run are delivered by the same loop, in order.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -13,7 +13,8 @@ use bytes::Bytes;
 use gloo_timers::callback::Timeout;
 use recached_engine::Reply;
 
-use crate::core::{CacheCore, CacheError, CacheOptions, KeyListener, Status, StatusListener};
+use crate::client::{self, Link};
+use crate::core::{CacheCore, CacheError, CacheOptions, ConnectOptions, KeyListener, Settled, Status, StatusListener, Submitted};
 use crate::registry::ListenerId;
 
 /// `setTimeout` takes a signed 32-bit delay; a later deadline re-arms on wake-up.
@@ -59,7 +60,14 @@ struct Inner {
     /// Host-side objects tied to a key or status listener (the JS unsubscribe closure),
     /// dropped with it.
     attached: RefCell<HashMap<(bool, ListenerId), Box<dyn std::any::Any>>>,
+    /// The hub connection, once `connect` was called.
+    link: RefCell<Option<Link>>,
+    /// Writes waiting for the hub's ack: what to do when they settle.
+    writes: RefCell<HashMap<u64, WriteDone>>,
 }
+
+/// Called once when a write settles.
+pub type WriteDone = Box<dyn FnOnce(Settled)>;
 
 /// A local cache in the browser: the engine in wasm memory, TTL timers, eviction, change
 /// listeners. Cloning gives another handle to the same cache.
@@ -111,6 +119,8 @@ impl Cache {
                 timer: RefCell::new(None),
                 delivering: Cell::new(false),
                 attached: RefCell::new(HashMap::new()),
+                link: RefCell::new(None),
+                writes: RefCell::new(HashMap::new()),
             }),
         })
     }
@@ -129,11 +139,82 @@ impl Cache {
         self.run(&args)
     }
 
-    /// Runs commands as one transaction; the reply is EXEC's.
+    /// Runs commands as one transaction; the reply is EXEC's (optimistic with a hub).
     pub fn transaction(&self, commands: &[Vec<Bytes>]) -> Reply {
-        let reply = self.inner.core.borrow_mut().transaction(commands, now_ms());
+        let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
+        self.after_submit();
+        match out {
+            Submitted::Done(r) | Submitted::Pending { optimistic: r, .. } => r,
+        }
+    }
+
+    /// Runs a command; `done` hears how it ended: at once for reads and local writes, on
+    /// the hub's ack (or refusal, after rollback) for writes to a hub-backed cache.
+    pub fn write(&self, args: &[Bytes], done: impl FnOnce(Settled) + 'static) {
+        let out = self.inner.core.borrow_mut().submit(args, now_ms());
+        self.finish(out, Box::new(done));
+    }
+
+    /// [`Cache::write`] for a transaction.
+    pub fn write_transaction(&self, commands: &[Vec<Bytes>], done: impl FnOnce(Settled) + 'static) {
+        let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
+        self.finish(out, Box::new(done));
+    }
+
+    fn finish(&self, out: Submitted, done: WriteDone) {
+        match out {
+            Submitted::Done(reply) => {
+                self.after_submit();
+                done(Settled::Local(reply));
+            }
+            Submitted::Pending { seq, .. } => {
+                self.inner.writes.borrow_mut().insert(seq, done);
+                self.after_submit();
+            }
+        }
+    }
+
+    /// After a command: send what the sync client queued, deliver notices.
+    fn after_submit(&self) {
         self.settle();
-        reply
+    }
+
+    /// Mirrors a hub: the local keys are replaced by the hub's for `patterns`, writes
+    /// settle on the hub's ack, and the connection is kept up with jittered exponential
+    /// backoff over `urls`. Connecting again replaces the connection (pending writes of
+    /// the old one are refused).
+    pub fn connect(&self, options: &ConnectOptions) {
+        if self.is_closed() {
+            return;
+        }
+        let old = self.inner.link.borrow_mut().take();
+        drop(old);
+        self.refuse_writes("ERR the connection was replaced");
+        let client_id = client_id();
+        self.inner.core.borrow_mut().connect(options, client_id);
+        *self.inner.link.borrow_mut() = Some(Link::new(options.urls.clone()));
+        client::open(self);
+        client::flush(self);
+    }
+
+    fn refuse_writes(&self, why: &str) {
+        let writes: Vec<WriteDone> = self.inner.writes.borrow_mut().drain().map(|(_, d)| d).collect();
+        for done in writes {
+            done(Settled::Refused(why.to_string()));
+        }
+    }
+
+    pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut CacheCore) -> R) -> R {
+        f(&mut self.inner.core.borrow_mut())
+    }
+
+    pub(crate) fn link_mut(&self) -> RefMut<'_, Option<Link>> {
+        self.inner.link.borrow_mut()
+    }
+
+    /// Writes still waiting for the hub.
+    pub fn pending_writes(&self) -> usize {
+        self.inner.writes.borrow().len()
     }
 
     /// The value of a string key.
@@ -228,6 +309,12 @@ impl Cache {
     /// Closes the cache: frees its data, cancels its timer, tells status listeners
     /// `closed`, then releases every listener and closure it held. Idempotent.
     pub fn close(&self) {
+        if self.is_closed() {
+            return;
+        }
+        let link = self.inner.link.borrow_mut().take();
+        drop(link);
+        self.refuse_writes(crate::core::CLOSED);
         let (keys, statuses) = self.inner.core.borrow_mut().close();
         let timer = self.inner.timer.borrow_mut().take();
         for l in &statuses {
@@ -245,18 +332,31 @@ impl Cache {
     /// Delivers pending notices and status changes (outside the borrow), then re-arms
     /// the timer. Re-entrant calls return at once: the outer loop picks their notices up.
     fn settle(&self) {
+        if self.inner.link.borrow().is_some() {
+            // Sends what the sync client queued, then comes back to settle_now.
+            client::flush(self);
+        } else {
+            self.settle_now();
+        }
+    }
+
+    /// [`Cache::settle`], also settling the writes the hub answered.
+    pub(crate) fn settle_now(&self) {
         if self.inner.delivering.get() {
             return;
         }
         self.inner.delivering.set(true);
         loop {
-            let (status, batch) = {
+            let (status, batch, settled, problems) = {
                 let mut core = self.inner.core.borrow_mut();
                 if !core.has_dispatch() {
                     break;
                 }
-                (core.take_status_dispatch(), core.take_dispatch())
+                (core.take_status_dispatch(), core.take_dispatch(), core.take_settled(), core.take_problems())
             };
+            for p in problems {
+                web_sys::console::error_1(&wasm_bindgen::JsValue::from_str(&format!("recached: {p}")));
+            }
             if let Some((status, listeners)) = status {
                 for (id, l) in listeners {
                     if self.inner.core.borrow().is_status_listening(id) {
@@ -267,6 +367,12 @@ impl Cache {
             for (id, l, notice) in batch {
                 if self.inner.core.borrow().is_listening(id) {
                     l(&notice);
+                }
+            }
+            for (seq, outcome) in settled {
+                let done = self.inner.writes.borrow_mut().remove(&seq);
+                if let Some(done) = done {
+                    done(outcome);
                 }
             }
         }
@@ -299,7 +405,13 @@ impl Cache {
         // freeing a closure that is running).
         let fired = self.inner.timer.borrow_mut().take();
         self.inner.core.borrow_mut().tick(now_ms());
-        self.settle();
+        self.after_submit();
         drop(fired);
     }
+}
+
+/// A random client id (`A-Za-z0-9`, 20 characters), kept for the life of a connection.
+fn client_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..20).map(|_| ALPHABET[(js_sys::Math::random() * ALPHABET.len() as f64) as usize % ALPHABET.len()] as char).collect()
 }

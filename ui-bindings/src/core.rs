@@ -8,6 +8,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use recached_engine::resp::Frame;
+use recached_engine::sync::{self, ClientConfig, Reconnect, SyncClient};
 use recached_engine::{Config, EventClass, Engine, Policy, Reply, Session};
 use thiserror::Error;
 
@@ -144,21 +146,64 @@ fn event_mask() -> u32 {
     .fold(0, |m, c| m | c.bit())
 }
 
+/// Where the keys live: a local engine, or the sync client's mirror of a hub.
+// One per cache, so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Local { engine: Engine, session: Session },
+    Synced(Box<SyncClient>),
+}
+
+/// How a write ended, for its promise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// The local engine's reply (no hub): final at once.
+    Local(Reply),
+    /// The hub's reply in its ack.
+    Hub(Frame),
+    /// The hub refused the write (it was rolled back) or the cache closed first.
+    Refused(String),
+}
+
+/// What `submit` produced: a final reply, or a write waiting for the hub's ack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// Settled now (reads, local writes, local refusals).
+    Done(Reply),
+    /// Applied optimistically; settles when the hub acks or refuses write `seq`.
+    Pending { seq: u64, optimistic: Reply },
+}
+
+/// Options of `connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Hub WebSocket URLs, tried in turn (failover).
+    pub urls: Vec<String>,
+    /// The token presented at HELLO (any text on an open hub).
+    pub token: String,
+    /// Key patterns to mirror (default `*`).
+    pub patterns: Vec<String>,
+}
+
 /// The cache: engine + listeners + pending notices.
 pub struct CacheCore {
-    engine: Engine,
-    session: Session,
+    backend: Backend,
+    config: Config,
     listeners: Registry<KeyListener>,
     status_listeners: Registry<StatusListener>,
     status: Status,
     notices: Vec<Notice>,
     status_changed: bool,
+    /// Writes the hub settled, for the host to settle their promises.
+    settled: Vec<(u64, Settled)>,
+    /// Problems the host should report (refused token or subscription).
+    problems: Vec<String>,
 }
 
 impl fmt::Debug for CacheCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheCore")
-            .field("keys", &self.engine.key_count())
+            .field("keys", &self.engine().key_count())
             .field("listeners", &self.listeners.len())
             .field("status", &self.status)
             .finish()
@@ -176,19 +221,29 @@ impl CacheCore {
             ..Config::default()
         };
         CacheCore {
-            engine: Engine::new(config),
-            session: Session::new(1),
+            backend: Backend::Local { engine: Engine::new(config.clone()), session: Session::new(1) },
+            config,
             listeners: Registry::default(),
             status_listeners: Registry::default(),
             status: Status::Offline,
             notices: Vec::new(),
             status_changed: false,
+            settled: Vec::new(),
+            problems: Vec::new(),
         }
     }
 
-    /// The engine (for inspection: key count, memory, stats).
+    /// The engine holding the visible keys (for inspection: key count, memory, stats).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        match &self.backend {
+            Backend::Local { engine, .. } => engine,
+            Backend::Synced(client) => client.visible(),
+        }
+    }
+
+    /// Whether the cache mirrors a hub.
+    pub fn is_synced(&self) -> bool {
+        matches!(self.backend, Backend::Synced(_))
     }
 
     /// The status.
@@ -201,46 +256,134 @@ impl CacheCore {
         self.status == Status::Closed
     }
 
-    /// Runs any command now: reads answer from memory, writes apply at once. The notices
-    /// it produced wait in [`CacheCore::take_dispatch`].
+    /// Runs any command now and returns its reply: reads answer from memory, writes apply
+    /// at once (with a hub, this is the optimistic reply). The notices it produced wait in
+    /// [`CacheCore::take_dispatch`].
     pub fn execute(&mut self, args: &[Bytes], now_ms: u64) -> Reply {
+        match self.submit(args, now_ms) {
+            Submitted::Done(r) | Submitted::Pending { optimistic: r, .. } => r,
+        }
+    }
+
+    /// Runs any command now; a write to a hub-backed cache stays pending until its ack.
+    pub fn submit(&mut self, args: &[Bytes], now_ms: u64) -> Submitted {
         if self.is_closed() {
-            return Reply::err(CLOSED);
+            return Submitted::Done(Reply::err(CLOSED));
         }
         if let Some(name) = args.first() {
             let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
             if REFUSED.contains(&lower.as_str()) {
-                return Reply::err(format!(
+                return Submitted::Done(Reply::err(format!(
                     "ERR '{lower}' is not available in the browser cache (one session on database 0; use cache.multi for transactions)"
-                ));
+                )));
             }
         }
-        let reply = self.engine.execute(&mut self.session, args, now_ms, &mut recached_engine::NoHost).into_reply();
+        let out = match &mut self.backend {
+            Backend::Local { engine, session } => {
+                Submitted::Done(engine.execute(session, args, now_ms, &mut recached_engine::NoHost).into_reply())
+            }
+            Backend::Synced(client) => pending_or_done(client.execute(args, now_ms)),
+        };
         self.collect();
-        reply
+        out
     }
 
     /// Runs commands as one transaction (MULTI … EXEC): the reply is EXEC's.
-    pub fn transaction(&mut self, commands: &[Vec<Bytes>], now_ms: u64) -> Reply {
+    pub fn transaction(&mut self, commands: &[Vec<Bytes>], now_ms: u64) -> Submitted {
         if self.is_closed() {
-            return Reply::err(CLOSED);
+            return Submitted::Done(Reply::err(CLOSED));
         }
-        let mut host = recached_engine::NoHost;
-        let multi = [Bytes::from_static(b"MULTI")];
-        self.engine.execute(&mut self.session, &multi, now_ms, &mut host);
         for args in commands {
             let name = args.first().map(|n| String::from_utf8_lossy(n).to_ascii_lowercase()).unwrap_or_default();
             if REFUSED.contains(&name.as_str()) {
-                let discard = [Bytes::from_static(b"DISCARD")];
-                self.engine.execute(&mut self.session, &discard, now_ms, &mut host);
-                return Reply::err(format!("ERR '{name}' is not allowed inside cache.multi"));
+                return Submitted::Done(Reply::err(format!("ERR '{name}' is not allowed inside cache.multi")));
             }
-            self.engine.execute(&mut self.session, args, now_ms, &mut host);
         }
-        let exec = [Bytes::from_static(b"EXEC")];
-        let reply = self.engine.execute(&mut self.session, &exec, now_ms, &mut host).into_reply();
+        let out = match &mut self.backend {
+            Backend::Local { engine, session } => {
+                let mut host = recached_engine::NoHost;
+                engine.execute(session, &[Bytes::from_static(b"MULTI")], now_ms, &mut host);
+                for args in commands {
+                    engine.execute(session, args, now_ms, &mut host);
+                }
+                Submitted::Done(engine.execute(session, &[Bytes::from_static(b"EXEC")], now_ms, &mut host).into_reply())
+            }
+            Backend::Synced(client) => pending_or_done(client.transaction(commands, now_ms)),
+        };
         self.collect();
-        reply
+        out
+    }
+
+    // ---- hub sync (the host owns the socket and calls these) ----
+
+    /// Becomes a mirror of a hub: the local keys are dropped (listeners hear one `reset`),
+    /// reads and writes go through the sync client from now on. The host opens the socket
+    /// and reports it with [`CacheCore::on_open`].
+    pub fn connect(&mut self, options: &ConnectOptions, client_id: String) {
+        if self.is_closed() {
+            return;
+        }
+        let patterns = if options.patterns.is_empty() { vec!["*".to_string()] } else { options.patterns.clone() };
+        // The sync client drains changes but not events: keep its engines from queueing any.
+        let engine = Config { keyspace_events: 0, ..self.config.clone() };
+        let client = SyncClient::new(ClientConfig {
+            client_id,
+            token: options.token.clone(),
+            patterns: patterns.into_iter().map(Bytes::from).collect(),
+            engine,
+        });
+        let had_keys = self.engine().key_count() > 0;
+        self.backend = Backend::Synced(Box::new(client));
+        if had_keys {
+            self.notices.push(Notice { key: None, event: "reset" });
+        }
+    }
+
+    /// The socket opened.
+    pub fn on_open(&mut self, now_ms: u64) {
+        if let Backend::Synced(client) = &mut self.backend {
+            client.on_open(now_ms);
+        }
+        self.collect();
+    }
+
+    /// A binary message arrived. `Err`: the stream is broken — close the socket with 4000
+    /// and reconnect.
+    pub fn on_message(&mut self, data: &[u8], now_ms: u64) -> Result<(), String> {
+        let result = match &mut self.backend {
+            Backend::Synced(client) => client.on_message(data, now_ms).map_err(|e| e.to_string()),
+            Backend::Local { .. } => Ok(()),
+        };
+        self.collect();
+        result
+    }
+
+    /// The socket closed with `code`; says whether and how to reconnect.
+    pub fn on_close(&mut self, code: u16, now_ms: u64) -> Reconnect {
+        let r = match &mut self.backend {
+            Backend::Synced(client) => client.on_close(code, now_ms),
+            Backend::Local { .. } => Reconnect::Stop,
+        };
+        self.collect();
+        r
+    }
+
+    /// The next message to send to the hub, if any.
+    pub fn take_outgoing(&mut self) -> Option<Vec<u8>> {
+        match &mut self.backend {
+            Backend::Synced(client) => client.take_outgoing(),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// Writes the hub settled since the last call.
+    pub fn take_settled(&mut self) -> Vec<(u64, Settled)> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Problems to report (a refused token or subscription).
+    pub fn take_problems(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.problems)
     }
 
     /// Expires due keys (at most [`SWEEP_BUDGET`]) and returns when to call again: the next
@@ -249,17 +392,20 @@ impl CacheCore {
         if self.is_closed() {
             return None;
         }
-        let next = self.engine.sweep(now_ms, SWEEP_BUDGET);
+        let next = match &mut self.backend {
+            Backend::Local { engine, .. } => engine.sweep(now_ms, SWEEP_BUDGET),
+            Backend::Synced(client) => client.tick(now_ms),
+        };
         self.collect();
         next.map(|at| at.max(now_ms))
     }
 
     /// The earliest key deadline, for the host's timer.
     pub fn next_deadline(&self) -> Option<u64> {
-        if self.is_closed() {
-            None
-        } else {
-            self.engine.next_deadline()
+        match &self.backend {
+            _ if self.is_closed() => None,
+            Backend::Local { engine, .. } => engine.next_deadline(),
+            Backend::Synced(client) => client.next_deadline(),
         }
     }
 
@@ -269,8 +415,12 @@ impl CacheCore {
     /// but a missing `notify` must not hide a change from a signal) becomes `changed`, and a
     /// whole-database change becomes one notice with no key.
     fn collect(&mut self) {
-        let events = self.engine.take_events();
-        let groups = self.engine.take_changes();
+        let engine = match &mut self.backend {
+            Backend::Local { engine, .. } => engine,
+            Backend::Synced(_) => return self.collect_sync(),
+        };
+        let events = engine.take_events();
+        let groups = engine.take_changes();
         if events.is_empty() && groups.is_empty() {
             return;
         }
@@ -298,9 +448,40 @@ impl CacheCore {
         }
     }
 
-    /// Whether notices or a status change wait to be delivered.
+    /// Drains the sync client's events: status, changed keys (`changed` notices: the
+    /// client reports visible changes — hub changes, own writes, rollbacks, expiry — by
+    /// key), settled writes and problems.
+    fn collect_sync(&mut self) {
+        let Backend::Synced(client) = &mut self.backend else { return };
+        let mut status = None;
+        while let Some(event) = client.poll_event() {
+            match event {
+                sync::Event::Status(s) => {
+                    status = Some(match s {
+                        sync::Status::Offline => Status::Offline,
+                        sync::Status::Connecting => Status::Connecting,
+                        sync::Status::Syncing => Status::Resyncing,
+                        sync::Status::Live => Status::Live,
+                    })
+                }
+                sync::Event::Changed(keys) => {
+                    self.notices.extend(keys.into_iter().map(|k| Notice { key: Some(k), event: "changed" }));
+                }
+                sync::Event::Acked { seq, reply } => self.settled.push((seq, Settled::Hub(reply))),
+                sync::Event::Rejected { seq, error } => self.settled.push((seq, Settled::Refused(error))),
+                sync::Event::Reply { .. } => {}
+                sync::Event::AuthFailed(e) => self.problems.push(format!("the hub refused the token: {e}")),
+                sync::Event::SubscribeFailed(e) => self.problems.push(format!("the hub refused the patterns: {e}")),
+            }
+        }
+        if let Some(s) = status {
+            self.set_status(s);
+        }
+    }
+
+    /// Whether notices, a status change, settled writes or problems wait to be delivered.
     pub fn has_dispatch(&self) -> bool {
-        !self.notices.is_empty() || self.status_changed
+        !self.notices.is_empty() || self.status_changed || !self.settled.is_empty() || !self.problems.is_empty()
     }
 
     /// Takes the pending notices with the listeners each concerns, in order. The host
@@ -391,8 +572,8 @@ impl CacheCore {
         self.status = Status::Closed;
         self.status_changed = false;
         self.notices.clear();
-        let config = self.engine.config().clone();
-        self.engine = Engine::new(config);
+        self.settled.clear();
+        self.backend = Backend::Local { engine: Engine::new(self.config.clone()), session: Session::new(1) };
         (self.listeners.clear(), self.status_listeners.clear())
     }
 
@@ -446,6 +627,24 @@ impl CacheCore {
         };
         keys.sort();
         keys
+    }
+}
+
+/// First reconnect delay; doubles per failed attempt up to [`MAX_BACKOFF_MS`].
+const BASE_BACKOFF_MS: f64 = 250.0;
+/// Longest reconnect delay.
+const MAX_BACKOFF_MS: f64 = 10_000.0;
+/// The delay before reconnect attempt `attempt` (0-based): exponential, capped, with
+/// "equal jitter" (half fixed, half random) so a hub restart is not met by every tab at once.
+pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
+    let cap = (BASE_BACKOFF_MS * 2f64.powi(attempt.min(16) as i32)).min(MAX_BACKOFF_MS);
+    (cap / 2.0 + cap / 2.0 * random.clamp(0.0, 1.0)) as u32
+}
+
+fn pending_or_done(s: sync::client::Submitted) -> Submitted {
+    match s.seq {
+        Some(seq) => Submitted::Pending { seq, optimistic: s.reply },
+        None => Submitted::Done(s.reply),
     }
 }
 
@@ -521,13 +720,13 @@ mod tests {
         let log: Log = Rc::default();
         listen(&mut c, "*", "all", &log);
         let r = c.transaction(&[b(&["SET", "a", "1"]), b(&["INCR", "a"]), b(&["LPUSH", "l", "x"])], T0);
-        assert_eq!(r, Reply::Array(vec![Reply::Ok, Reply::Int(2), Reply::Int(1)]));
+        assert_eq!(r, Submitted::Done(Reply::Array(vec![Reply::Ok, Reply::Int(2), Reply::Int(1)])));
         deliver(&mut c);
         assert_eq!(
             *log.borrow(),
             [entry("all", Some("a"), "set"), entry("all", Some("a"), "incrby"), entry("all", Some("l"), "lpush")]
         );
-        assert!(c.transaction(&[b(&["SELECT", "1"])], T0).is_error());
+        assert!(matches!(c.transaction(&[b(&["SELECT", "1"])], T0), Submitted::Done(r) if r.is_error()));
         assert_eq!(c.execute(&b(&["GET", "a"]), T0), Reply::bulk("2"), "no MULTI left open");
     }
 
@@ -679,6 +878,15 @@ mod tests {
         assert_eq!(c.next_deadline(), None);
         assert!(c.on(b"*", Rc::new(|_| {})).is_none());
         assert_eq!(c.close().0.len(), 0, "closing twice is harmless");
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        assert_eq!(backoff_ms(0, 0.0), 125);
+        assert_eq!(backoff_ms(0, 1.0), 250);
+        assert_eq!(backoff_ms(3, 0.0), 1000);
+        assert_eq!(backoff_ms(30, 1.0), 10_000);
+        assert_eq!(backoff_ms(30, 0.0), 5_000);
     }
 
     #[test]

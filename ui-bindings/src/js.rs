@@ -11,7 +11,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::cache::{Cache, Counted};
-use crate::core::{CacheOptions, Notice, Status};
+use crate::core::{CacheOptions, ConnectOptions, Notice, Settled, Status};
+use recached_engine::resp::Frame;
 use crate::registry::ListenerId;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -46,6 +47,14 @@ export interface SetOptions {
 export interface ZRangeOptions { withScores?: boolean; rev?: boolean; }
 export interface ScanOptions { match?: string; count?: number; type?: string; }
 export interface ZMember { score: number; member: Key; }
+export interface ConnectOptions {
+  /** Hub WebSocket URL(s), e.g. `ws://127.0.0.1:6380`; several are tried in turn. */
+  urls: string | string[];
+  /** The token presented at HELLO (any text on an open hub). */
+  token?: string;
+  /** Key patterns to mirror; default `["*"]` (what the token may read). */
+  patterns?: string[];
+}
 /** Called with the key (null when a whole database changed) and Redis's event name: `set`, `del`, `expired`, `evicted`, `hset`, … */
 export type ChangeListener = (key: string | null, event: string) => void;
 /** Stops a listener. Calling it again, or after `close()`, does nothing. */
@@ -184,14 +193,6 @@ fn read(reply: Reply) -> Result<JsValue, JsValue> {
     reply_to_js(reply)
 }
 
-/// A write's reply as a settled promise (no hub: the local reply is final).
-fn settled(reply: Reply) -> Promise {
-    match reply_to_js(reply) {
-        Ok(v) => Promise::resolve(&v),
-        Err(e) => Promise::reject(&e),
-    }
-}
-
 fn bulk_text(reply: Reply) -> Result<JsValue, JsValue> {
     match reply {
         Reply::Bulk(b) => Ok(text(&b)),
@@ -251,10 +252,13 @@ impl JsCache {
         Ok(self.run(vec![Bytes::from_static(name.as_bytes()), arg(key, "key").map_err(to_js_err)?]))
     }
 
-    fn key_values_cmd(&self, name: &'static str, key: &JsValue, values: &JsValue, what: &str) -> Result<Reply, JsValue> {
-        let mut args = vec![Bytes::from_static(name.as_bytes()), arg(key, "key").map_err(to_js_err)?];
-        args.extend(args_of(values, what).map_err(to_js_err)?);
-        Ok(self.run(args))
+    fn key_values_write(&self, name: &'static str, key: &JsValue, values: &JsValue, what: &str) -> Promise {
+        let args = (|| {
+            let mut args = vec![Bytes::from_static(name.as_bytes()), arg(key, "key")?];
+            args.extend(args_of(values, what)?);
+            Ok(args)
+        })();
+        self.write(args)
     }
 
     fn unsubscribe_fn(&self, status: bool, id: ListenerId) -> Function {
@@ -275,10 +279,59 @@ impl JsCache {
 
     fn write(&self, args: Result<Vec<Bytes>, JsError>) -> Promise {
         match args {
-            Ok(args) => settled(self.run(args)),
+            Ok(args) => self.promise(move |cache, done| cache.write(&args, done)),
             Err(e) => Promise::reject(&to_js_err(e)),
         }
     }
+
+    /// A promise settled by `start`'s callback: at once for local writes, on the hub's
+    /// ack (or refusal) otherwise.
+    fn promise(&self, start: impl FnOnce(&Cache, Box<dyn FnOnce(Settled)>)) -> Promise {
+        let mut start = Some(start);
+        Promise::new(&mut |resolve: Function, reject: Function| {
+            if let Some(start) = start.take() {
+                start(&self.cache, Box::new(move |outcome| settle_promise(outcome, &resolve, &reject)));
+            }
+        })
+    }
+}
+
+fn settle_promise(outcome: Settled, resolve: &Function, reject: &Function) {
+    let result = match outcome {
+        Settled::Local(reply) => reply_to_js(reply),
+        Settled::Hub(frame) => frame_to_js(frame),
+        Settled::Refused(error) => Err(js_sys::Error::new(&error).into()),
+    };
+    let _ = match result {
+        Ok(v) => resolve.call1(&JsValue::NULL, &v),
+        Err(e) => reject.call1(&JsValue::NULL, &e),
+    };
+}
+
+/// A hub reply frame as a RESP2 client sees it (the same shapes as [`reply_to_js`]).
+fn frame_to_js(frame: Frame) -> Result<JsValue, JsValue> {
+    let bulk = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(s) => JsValue::from_str(s),
+        Err(_) => Uint8Array::from(b).into(),
+    };
+    let list = |items: Vec<Frame>| {
+        let out = Array::new();
+        for item in items {
+            out.push(&frame_to_js(item).unwrap_or_else(|e| e));
+        }
+        JsValue::from(out)
+    };
+    Ok(match frame {
+        Frame::Error(e) => return Err(js_sys::Error::new(&String::from_utf8_lossy(&e)).into()),
+        Frame::Simple(b) | Frame::Bulk(b) | Frame::BigNumber(b) => bulk(&b),
+        Frame::Verbatim(b) => bulk(b.get(4..).unwrap_or(&b)),
+        Frame::Int(n) => JsValue::from_f64(n as f64),
+        Frame::Null => JsValue::NULL,
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => list(items),
+        Frame::Map(pairs) => list(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Frame::Double(d) => JsValue::from_str(&recached_engine::util::fmt_double(d)),
+        Frame::Bool(b) => JsValue::from_f64(if b { 1.0 } else { 0.0 }),
+    })
 }
 
 fn cmd(name: &'static str, rest: impl IntoIterator<Item = Result<Bytes, JsError>>) -> Result<Vec<Bytes>, JsError> {
@@ -615,7 +668,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Key | Key[]")] fields: JsValue,
     ) -> Promise {
-        settled_or_reject(self.key_values_cmd("HDEL", &key, &fields, "field"))
+        self.key_values_write("HDEL", &key, &fields, "field")
     }
 
     /// `LPUSH key value…`: the new length.
@@ -625,7 +678,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Value | Value[]")] values: JsValue,
     ) -> Promise {
-        settled_or_reject(self.key_values_cmd("LPUSH", &key, &values, "value"))
+        self.key_values_write("LPUSH", &key, &values, "value")
     }
 
     /// `RPUSH key value…`: the new length.
@@ -635,7 +688,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Value | Value[]")] values: JsValue,
     ) -> Promise {
-        settled_or_reject(self.key_values_cmd("RPUSH", &key, &values, "value"))
+        self.key_values_write("RPUSH", &key, &values, "value")
     }
 
     /// `SADD key member…`: members added.
@@ -645,7 +698,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Value | Value[]")] members: JsValue,
     ) -> Promise {
-        settled_or_reject(self.key_values_cmd("SADD", &key, &members, "member"))
+        self.key_values_write("SADD", &key, &members, "member")
     }
 
     /// `SREM key member…`: members removed.
@@ -655,7 +708,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Value | Value[]")] members: JsValue,
     ) -> Promise {
-        settled_or_reject(self.key_values_cmd("SREM", &key, &members, "member"))
+        self.key_values_write("SREM", &key, &members, "member")
     }
 
     /// `ZADD key score member` or `ZADD key [{score, member}, …]`: members added.
@@ -707,9 +760,42 @@ impl JsCache {
             Err(JsError::new("multi: expected an array of commands"))
         };
         match parsed {
-            Ok(cmds) => settled(self.cache.transaction(&cmds)),
+            Ok(cmds) => self.promise(move |cache, done| cache.write_transaction(&cmds, done)),
             Err(e) => Promise::reject(&to_js_err(e)),
         }
+    }
+
+    // ---- hub sync ----
+
+    /// Mirrors the keys matching `patterns` from a hub over WebSocket (the local keys are
+    /// replaced by the hub's; listeners hear one `reset`). Writes then apply locally at
+    /// once and their promises settle on the hub's ack, or reject after rollback when the
+    /// hub refuses them. The connection is kept up with jittered exponential backoff over
+    /// `urls`; `status` and `onStatus` follow it.
+    pub fn connect(&self, #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: Object) -> Result<(), JsError> {
+        let o: JsValue = options.into();
+        let urls = match prop(&o, &["urls", "url"]) {
+            Some(v) if Array::is_array(&v) => Array::from(&v).iter().filter_map(|u| u.as_string()).collect(),
+            Some(v) => v.as_string().into_iter().collect(),
+            None => Vec::new(),
+        };
+        if urls.is_empty() {
+            return Err(JsError::new("connect: expected urls, e.g. [\"ws://127.0.0.1:6380\"]"));
+        }
+        let token = prop(&o, &["token"]).and_then(|t| t.as_string()).unwrap_or_default();
+        let patterns = match prop(&o, &["patterns"]) {
+            Some(v) if Array::is_array(&v) => Array::from(&v).iter().filter_map(|p| p.as_string()).collect(),
+            Some(v) => v.as_string().into_iter().collect(),
+            None => Vec::new(),
+        };
+        self.cache.connect(&ConnectOptions { urls, token, patterns });
+        Ok(())
+    }
+
+    /// Writes applied locally and still waiting for the hub's ack.
+    #[wasm_bindgen(getter, js_name = pendingWrites)]
+    pub fn pending_writes(&self) -> f64 {
+        self.cache.pending_writes() as f64
     }
 
     // ---- listeners, status, lifetime ----
@@ -759,13 +845,6 @@ impl JsCache {
     /// answer an error; further reads throw.
     pub fn close(&self) {
         self.cache.close();
-    }
-}
-
-fn settled_or_reject(reply: Result<Reply, JsValue>) -> Promise {
-    match reply {
-        Ok(r) => settled(r),
-        Err(e) => Promise::reject(&e),
     }
 }
 

@@ -15,7 +15,9 @@
 //!   time passed in; tested natively.
 //! - [`registry`]: listeners by exact key (a per-key index) or glob pattern.
 //! - `cache` (wasm32): [`Cache`], the shared handle — clock, expiry timer (gloo-timers),
-//!   notice delivery outside the borrow.
+//!   notice delivery outside the borrow, write promises.
+//! - `client` (wasm32): the hub connection — a browser WebSocket driving the engine's sync
+//!   client, jittered exponential reconnect backoff over a list of URLs.
 //! - `js` (wasm32): the `#[wasm_bindgen]` surface, `createCache` and the `Cache` class,
 //!   with hand-written TypeScript types.
 //! - `leptos` (wasm32, feature `leptos`): `provide_cache`, `use_cache`, `use_key`,
@@ -54,11 +56,13 @@ pub mod registry;
 #[cfg(target_arch = "wasm32")]
 mod cache;
 #[cfg(target_arch = "wasm32")]
+mod client;
+#[cfg(target_arch = "wasm32")]
 mod js;
 #[cfg(all(target_arch = "wasm32", feature = "leptos"))]
 pub mod leptos;
 
-pub use crate::core::{CacheCore, CacheError, CacheOptions, KeyListener, Notice, Status, StatusListener};
+pub use crate::core::{CacheCore, CacheError, CacheOptions, ConnectOptions, KeyListener, Notice, Settled, Status, StatusListener, Submitted};
 pub use crate::registry::ListenerId;
 pub use recached_engine::{Policy, Reply};
 
