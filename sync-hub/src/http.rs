@@ -29,8 +29,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::api::{self, Encoding};
 use crate::hub::{now_ms, Shared};
@@ -317,17 +315,14 @@ async fn upgrade(shared: Arc<Shared>, sync: Arc<SyncShared>, mut stream: TcpStre
     if stream.write_all(reply.as_bytes()).await.is_err() {
         return;
     }
-    let config = ws::ws_config(&sync.limits);
-    let socket = WebSocketStream::from_partially_read(stream, rest.to_vec(), Role::Server, Some(config)).await;
-    if !has_slot {
-        ws::refuse(sync, socket, Refusal::Capacity).await;
-        return;
-    }
-    if !origin_allowed(&sync.limits.allowed_origins, head.header_str("origin")) {
-        ws::refuse(sync, socket, Refusal::Origin).await;
-        return;
-    }
-    ws::serve_socket(shared, sync, socket, peer).await;
+    let refusal = if !has_slot {
+        Some(Refusal::Capacity)
+    } else if !origin_allowed(&sync.limits.allowed_origins, head.header_str("origin")) {
+        Some(Refusal::Origin)
+    } else {
+        None
+    };
+    ws::serve_socket(shared, sync, stream, rest.to_vec(), peer, refusal).await;
 }
 
 /// The token of a request: `Authorization: Bearer <token>`, else the `_token` query

@@ -20,8 +20,8 @@
 //! - [`http`]: the sync port (6380): HTTP and WebSocket on one listener, `/healthz`,
 //!   `/metrics` ([`metrics`]), the Upstash-style HTTP command API ([`api`]).
 //! - [`ws`]: WebSocket live sync around the engine's `sync::SyncHub`: the change-stream
-//!   sink, bounded per-socket queues, the tick; [`tokens`]: static tokens, the token
-//!   rules, `RECACHED.TOKEN`.
+//!   sink, the tick; [`socket`]: a socket's outbound side (written through, or queued and
+//!   bounded); [`tokens`]: static tokens, the token rules, `RECACHED.TOKEN`.
 //!
 //! # Example
 //! ```no_run
@@ -50,6 +50,7 @@ pub mod notify;
 pub mod pubsub;
 pub mod resp_conn;
 pub mod server;
+pub mod socket;
 pub mod tokens;
 pub mod ws;
 

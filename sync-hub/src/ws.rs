@@ -10,20 +10,21 @@
 //!   HTTP commands, expiry, blocked clients served) is published to the subscribers.
 //! - [`serve_socket`] runs one upgraded socket: a binary message runs under the engine lock
 //!   exactly like a RESP batch (the same post-batch path, so keyspace notifications fire
-//!   and blocked RESP clients wake), its output is queued, and a writer loop sends it.
+//!   and blocked RESP clients wake). Output is written straight into the TCP socket when
+//!   it can take it, else queued ([`crate::socket`]) and drained by the socket's task.
 //! - [`tick`] drives handshake timeouts, token expiry and `sync.at` heartbeats.
 //!
 //! Backpressure: pushes (changes and heartbeats a client did not ask for) count against
 //! `sync-max-buffer` while they wait in the socket's queue; past the bound the queue is
 //! dropped and the socket closed with 4008. Replies and snapshots a client asked for are
-//! queued unconditionally, but a socket's next message is only read once its queue is
+//! queued unconditionally, but a socket's next message is only read once those are
 //! written, so they are bounded by the client's own requests.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -31,21 +32,18 @@ use recached_engine::sync::hub::{close, HubStats};
 use recached_engine::sync::{Close, ConnId, HubConfig, Output, SyncHub};
 use recached_engine::{ChangeGroup, Engine, Host, Reply, Session};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Settings;
 use crate::hub::{now_ms, ChangeSink, HubState, Shared};
+use crate::socket::{Duplex, Socket, Written};
 
 /// Period of [`SyncHub::tick`].
 const TICK: Duration = Duration::from_millis(100);
-/// Most queued bytes the writer takes per flush, so a socket's in-flight data stays small
-/// next to its bound.
-const WRITE_BATCH: usize = 256 * 1024;
 /// Time a closing socket gets to flush its last messages and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The same for a slow consumer, which is not reading right now: its queue is already
@@ -176,8 +174,8 @@ impl SyncState {
     /// Bytes queued on every socket, and how many of them are pushes.
     pub fn queued_bytes(&self) -> (usize, usize) {
         self.sockets.values().fold((0, 0), |(a, b), s| {
-            let o = s.lock();
-            (a + o.bytes, b + o.pushed)
+            let (x, y) = s.queued();
+            (a + x, b + y)
         })
     }
 
@@ -188,6 +186,7 @@ impl SyncState {
     /// for the caller's post-batch work.
     fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
         let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
+        let mut written = Written::default();
         for (id, bytes) in out.sends {
             let Some(sock) = self.sockets.get(&id) else { continue };
             let mut push = Some(id) != requester;
@@ -195,101 +194,18 @@ impl SyncState {
                 *left = left.saturating_sub(bytes.len());
                 push = false;
             }
-            if !sock.push(bytes, push, sync.limits.max_buffer) {
+            if !sock.send(&bytes, push, sync.limits.max_buffer, &mut written) {
                 sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
             }
         }
+        sync.record(&written);
         for (id, c) in out.closes {
             if let Some(sock) = self.sockets.get(&id) {
                 sock.close(c);
             }
         }
         out.groups
-    }
-}
-
-/// One socket's outbound side, shared between the hub (producer) and its task (writer).
-pub struct Socket {
-    out: Mutex<SocketOut>,
-    notify: Notify,
-}
-
-#[derive(Default)]
-struct SocketOut {
-    queue: VecDeque<(Bytes, Instant, bool)>,
-    bytes: usize,
-    pushed: usize,
-    close: Option<Close>,
-}
-
-impl Socket {
-    fn new() -> Socket {
-        Socket { out: Mutex::new(SocketOut::default()), notify: Notify::new() }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SocketOut> {
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues one message. A push past the bound drops the queue and closes the socket
-    /// with 4008 instead; `false` then.
-    fn push(&self, bytes: Bytes, push: bool, max_buffer: usize) -> bool {
-        let mut o = self.lock();
-        if o.close.is_some() {
-            return true;
-        }
-        if push && o.pushed + bytes.len() > max_buffer {
-            o.queue = VecDeque::new();
-            o.bytes = 0;
-            o.pushed = 0;
-            o.close = Some(Close::slow_consumer(max_buffer));
-            drop(o);
-            self.notify.notify_one();
-            return false;
-        }
-        o.bytes += bytes.len();
-        if push {
-            o.pushed += bytes.len();
-        }
-        o.queue.push_back((bytes, Instant::now(), push));
-        drop(o);
-        self.notify.notify_one();
-        true
-    }
-
-    /// Asks the socket to close once what is queued is sent. The first close wins.
-    fn close(&self, c: Close) {
-        let mut o = self.lock();
-        if o.close.is_none() {
-            o.close = Some(c);
-        }
-        drop(o);
-        self.notify.notify_one();
-    }
-
-    /// Takes up to [`WRITE_BATCH`] bytes of queued messages.
-    fn take(&self) -> Vec<(Bytes, Instant, bool)> {
-        let mut o = self.lock();
-        let mut batch = Vec::new();
-        let mut size = 0;
-        while let Some((b, _, _)) = o.queue.front() {
-            if !batch.is_empty() && size + b.len() > WRITE_BATCH {
-                break;
-            }
-            size += b.len();
-            let Some(item) = o.queue.pop_front() else { break };
-            o.bytes -= item.0.len();
-            if item.2 {
-                o.pushed -= item.0.len();
-            }
-            batch.push(item);
-        }
-        batch
-    }
-
-    fn closing(&self) -> Option<Close> {
-        self.lock().close.clone()
     }
 }
 
@@ -333,6 +249,14 @@ impl SyncShared {
     /// Close codes sent so far, by code.
     pub fn close_counts(&self) -> Vec<(u16, u64)> {
         self.closes.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn record(&self, w: &Written) {
+        if w.messages > 0 || w.bytes > 0 {
+            self.counters.messages_out.fetch_add(w.messages, Ordering::Relaxed);
+            self.counters.bytes_out.fetch_add(w.bytes, Ordering::Relaxed);
+        }
+        self.lag.observe(&w.lags);
     }
 
     fn count_close(&self, code: u16) {
@@ -449,80 +373,8 @@ pub enum Refusal {
     Capacity,
 }
 
-/// Sends the close of a refusal and ends the socket.
-pub async fn refuse(sync: Arc<SyncShared>, mut ws: WebSocketStream<TcpStream>, why: Refusal) {
-    let c = match why {
-        Refusal::Origin => {
-            sync.counters.refused_origin.fetch_add(1, Ordering::Relaxed);
-            Close::origin_refused()
-        }
-        Refusal::Capacity => Close::too_many_connections(),
-    };
-    sync.count_close(c.code);
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        let _ = ws.close(Some(close_frame(&c))).await;
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
-}
-
 fn close_frame(c: &Close) -> CloseFrame {
     CloseFrame { code: CloseCode::from(c.code), reason: c.reason.clone().into() }
-}
-
-/// Serves one accepted WebSocket until it closes.
-pub async fn serve_socket(shared: Arc<Shared>, sync: Arc<SyncShared>, mut ws: WebSocketStream<TcpStream>, peer: SocketAddr) {
-    let id = shared.next_client_id();
-    let socket = Arc::new(Socket::new());
-    {
-        let mut st = sync.lock();
-        st.sockets.insert(id, socket.clone());
-        st.hub.open(id, now_ms());
-    }
-    sync.sockets.fetch_add(1, Ordering::Relaxed);
-    sync.counters.sockets_opened.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::debug_span!("sync", id, peer = %peer);
-    let _enter = span.enter();
-    tracing::debug!("socket open");
-    let mut shutdown = shared.shutdown.subscribe();
-    let ended = run(&shared, &sync, &socket, id, &mut ws, &mut shutdown).await;
-    {
-        let mut core = shared.lock();
-        let mut st = sync.lock();
-        st.hub.disconnect(&mut core.engine, id);
-        st.sockets.remove(&id);
-    }
-    sync.sockets.fetch_sub(1, Ordering::Relaxed);
-    // Our close goes out after whatever is still queued (replies before a protocol
-    // error, the last pushes), within a grace period; then the client's close is awaited
-    // so the TCP close does not reset data in flight.
-    if let Ended::Close(c) = &ended {
-        socket.close(c.clone());
-        sync.count_close(c.code);
-        let grace = if c.code == close::SLOW_CONSUMER { SLOW_CLOSE_GRACE } else { CLOSE_GRACE };
-        let _ = tokio::time::timeout(grace, async {
-            if c.code != close::SLOW_CONSUMER {
-                loop {
-                    let batch = socket.take();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for (b, _, _) in batch {
-                        if ws.feed(Message::Binary(b)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = ws.close(Some(close_frame(c))).await;
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
-    } else {
-        // The peer closed: flush tungstenite's reply to its close frame.
-        let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
-    }
-    tracing::debug!(how = ?ended, "socket closed");
 }
 
 #[derive(Debug)]
@@ -533,64 +385,107 @@ enum Ended {
     Peer,
 }
 
+/// Serves one upgraded connection (the 101 is written; `rest` holds bytes the client sent
+/// after its request head) until it closes. With a `refusal` it is closed at once with
+/// that code, sending nothing else.
+pub async fn serve_socket(shared: Arc<Shared>, sync: Arc<SyncShared>, stream: TcpStream, rest: Vec<u8>, peer: SocketAddr, refusal: Option<Refusal>) {
+    let (read, write) = stream.into_split();
+    let socket = Arc::new(Socket::new(write));
+    let duplex = Duplex::new(read, socket.clone());
+    let mut ws = WebSocketStream::from_partially_read(duplex, rest, Role::Server, Some(ws_config(&sync.limits))).await;
+    let ended = match refusal {
+        Some(Refusal::Origin) => {
+            sync.counters.refused_origin.fetch_add(1, Ordering::Relaxed);
+            Ended::Close(Close::origin_refused())
+        }
+        Some(Refusal::Capacity) => Ended::Close(Close::too_many_connections()),
+        None => {
+            let id = shared.next_client_id();
+            {
+                let mut st = sync.lock();
+                st.sockets.insert(id, socket.clone());
+                st.hub.open(id, now_ms());
+            }
+            sync.sockets.fetch_add(1, Ordering::Relaxed);
+            sync.counters.sockets_opened.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(conn = id, peer = %peer, "sync socket open");
+            let mut shutdown = shared.shutdown.subscribe();
+            let ended = run(&shared, &sync, &socket, id, &mut ws, &mut shutdown).await;
+            {
+                let mut core = shared.lock();
+                let mut st = sync.lock();
+                st.hub.disconnect(&mut core.engine, id);
+                st.sockets.remove(&id);
+            }
+            sync.sockets.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(conn = id, how = ?ended, "sync socket closed");
+            ended
+        }
+    };
+    let mut written = Written::default();
+    match &ended {
+        // Our close goes out after what is still queued (replies before a protocol
+        // error; a slow consumer's queue is already dropped), within a grace period;
+        // then the client's close is awaited so the TCP close does not reset data in flight.
+        Ended::Close(c) => {
+            socket.close(c.clone());
+            sync.count_close(c.code);
+            let grace = if c.code == close::SLOW_CONSUMER { SLOW_CLOSE_GRACE } else { CLOSE_GRACE };
+            let _ = tokio::time::timeout(grace, async {
+                let _ = ws.close(Some(close_frame(c))).await;
+                if socket.drain(&mut written).await.is_ok() {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+            .await;
+        }
+        // The peer closed: send tungstenite's reply to its close frame.
+        Ended::Peer => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = ws.close(None).await;
+                let _ = socket.drain(&mut written).await;
+            })
+            .await;
+        }
+    }
+    sync.record(&written);
+}
+
 async fn run(
     shared: &Arc<Shared>,
     sync: &Arc<SyncShared>,
     socket: &Arc<Socket>,
     id: ConnId,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<Duplex>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
+    let mut written = Written::default();
     loop {
-        // Write everything queued before reading the next message.
-        loop {
-            if let Some(c) = socket.closing() {
-                return Ended::Close(c);
-            }
-            let batch = socket.take();
-            if batch.is_empty() {
-                break;
-            }
-            let mut bytes = 0u64;
-            let n = batch.len() as u64;
-            let write = async {
-                for (b, _, _) in &batch {
-                    bytes += b.len() as u64;
-                    ws.feed(Message::Binary(b.clone())).await?;
-                }
-                ws.flush().await
-            };
-            tokio::select! {
-                r = write => {
-                    if r.is_err() {
-                        return Ended::Peer;
-                    }
-                }
-                // A slow consumer is dropped even while its socket does not drain.
-                _ = wait_close(socket) => continue,
-            }
-            sync.counters.messages_out.fetch_add(n, Ordering::Relaxed);
-            sync.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-            let now = Instant::now();
-            let lags: Vec<f64> = batch.iter().filter(|(_, _, push)| *push).map(|(_, at, _)| now.duration_since(*at).as_secs_f64()).collect();
-            sync.lag.observe(&lags);
+        if let Some(c) = socket.closing() {
+            return Ended::Close(c);
         }
+        // A client's next message waits until the replies to its last one are written,
+        // which bounds what its requests can queue.
+        let can_read = !socket.replies_pending();
         tokio::select! {
             biased;
-            _ = socket.notify.notified() => {}
             _ = crate::hub::stopped(shutdown) => return Ended::Close(Close::shutting_down()),
-            msg = ws.next() => match msg {
+            r = socket.write_step(&mut written) => {
+                sync.record(&std::mem::take(&mut written));
+                if r.is_err() {
+                    return Ended::Peer;
+                }
+            }
+            msg = ws.next(), if can_read => match msg {
                 Some(Ok(Message::Binary(data))) => {
                     sync.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     sync.counters.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
                     handle_message(shared, sync, id, &data);
                 }
                 Some(Ok(Message::Text(_))) => return Ended::Close(Close::text_message()),
+                // tungstenite answered a ping through the Duplex; push it out.
                 Some(Ok(Message::Ping(_))) => {
-                    // tungstenite queued the pong; send it now.
-                    if ws.flush().await.is_err() {
-                        return Ended::Peer;
-                    }
+                    let _ = ws.flush().await;
                 }
                 Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => return Ended::Peer,
@@ -603,17 +498,6 @@ async fn run(
                 }
             },
         }
-    }
-}
-
-/// Completes once the socket is asked to close. It consumes wake-ups meant for the
-/// writer, which is fine: the writer takes from the queue again after every write.
-async fn wait_close(socket: &Socket) {
-    loop {
-        if socket.closing().is_some() {
-            return;
-        }
-        socket.notify.notified().await;
     }
 }
 

@@ -1,0 +1,362 @@
+//! One WebSocket's outbound side. The hub writes a message straight into the TCP socket
+//! when the socket can take it (non-blocking, under the socket's mutex: a fan-out to a
+//! thousand sockets is a thousand `write`s in the committing thread, no task wake-ups),
+//! and queues what it cannot take, bounded; the socket's task drains the queue when the
+//! socket turns writable.
+//!
+//! The hub frames its data messages itself (server frames are unmasked: a 2–10 byte
+//! header, then the payload). tungstenite still reads the client's frames and writes the
+//! control frames (pong, close): its writes arrive through [`Duplex`] into the same
+//! ordered stream, so frames never interleave.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use recached_engine::sync::Close;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
+
+/// Entries written per vectored write.
+const MAX_IOV: usize = 64;
+
+/// What writes accomplished, for the counters and the lag histogram.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Whole messages written.
+    pub messages: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Seconds each push waited between being queued and being written.
+    pub lags: Vec<f64>,
+}
+
+struct Entry {
+    data: Bytes,
+    at: Instant,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A push: counts against the bound.
+    Push,
+    /// A reply or catch-up the client asked for.
+    Solicited,
+    /// A control frame from tungstenite.
+    Control,
+}
+
+#[derive(Default)]
+struct Out {
+    queue: VecDeque<Entry>,
+    /// The front entry is partly written: it must be finished before anything else.
+    partial: bool,
+    bytes: usize,
+    pushed: usize,
+    solicited: usize,
+    close: Option<Close>,
+    dead: bool,
+}
+
+impl Out {
+    fn add(&mut self, e: &Entry, sign: bool) {
+        let n = e.data.len();
+        let f = |v: &mut usize| if sign { *v += n } else { *v -= n };
+        f(&mut self.bytes);
+        match e.kind {
+            Kind::Push => f(&mut self.pushed),
+            Kind::Solicited => f(&mut self.solicited),
+            Kind::Control => {}
+        }
+    }
+
+    fn push_back(&mut self, e: Entry) {
+        self.add(&e, true);
+        self.queue.push_back(e);
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let e = self.queue.pop_front()?;
+        self.add(&e, false);
+        Some(e)
+    }
+}
+
+/// One socket's outbound side, shared by the hub (producer) and the socket's task.
+pub struct Socket {
+    writer: OwnedWriteHalf,
+    out: Mutex<Out>,
+    notify: Notify,
+}
+
+/// A server data frame: FIN, opcode binary, no mask.
+pub fn frame(payload: &[u8]) -> Bytes {
+    let n = payload.len();
+    let mut out = Vec::with_capacity(n + 10);
+    out.push(0x82);
+    if n < 126 {
+        out.push(n as u8);
+    } else if n <= 0xffff {
+        out.push(126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+impl Socket {
+    /// The outbound side of a socket writing to `writer`.
+    pub fn new(writer: OwnedWriteHalf) -> Socket {
+        Socket { writer, out: Mutex::new(Out::default()), notify: Notify::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what the socket takes now; queues the rest (or all of it when something is
+    /// queued already, to keep the order).
+    fn enqueue(&self, o: &mut Out, data: Bytes, kind: Kind, w: &mut Written) {
+        let at = Instant::now();
+        let data = if o.queue.is_empty() && !o.dead {
+            match self.writer.try_write(&data) {
+                Ok(n) if n == data.len() => {
+                    w.messages += 1;
+                    w.bytes += n as u64;
+                    if kind == Kind::Push {
+                        w.lags.push(0.0);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    w.bytes += n as u64;
+                    o.partial = n > 0;
+                    data.slice(n..)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => data,
+                Err(_) => {
+                    o.dead = true;
+                    self.notify.notify_one();
+                    return;
+                }
+            }
+        } else {
+            data
+        };
+        let wake = o.queue.is_empty();
+        o.push_back(Entry { data, at, kind });
+        if wake {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Sends one data message (framed here). `push`: it counts against `max_buffer`
+    /// while queued; past the bound the queue is dropped (but a partly written frame, to
+    /// keep the stream valid) and the socket is closed with 4008, and `false` returned.
+    pub fn send(&self, payload: &[u8], push: bool, max_buffer: usize, w: &mut Written) -> bool {
+        let mut o = self.lock();
+        if o.close.is_some() || o.dead {
+            return true;
+        }
+        let data = frame(payload);
+        if push && !o.queue.is_empty() && o.pushed + data.len() > max_buffer {
+            let keep = if o.partial { o.pop_front() } else { None };
+            while o.pop_front().is_some() {}
+            o.partial = keep.is_some();
+            if let Some(k) = keep {
+                o.push_back(k);
+            }
+            o.close = Some(Close::slow_consumer(max_buffer));
+            drop(o);
+            self.notify.notify_one();
+            return false;
+        }
+        self.enqueue(&mut o, data, if push { Kind::Push } else { Kind::Solicited }, w);
+        true
+    }
+
+    /// Bytes tungstenite writes (control frames), also while closing.
+    fn send_raw(&self, data: &[u8]) {
+        let mut o = self.lock();
+        if o.dead {
+            return;
+        }
+        let mut w = Written::default();
+        self.enqueue(&mut o, Bytes::copy_from_slice(data), Kind::Control, &mut w);
+    }
+
+    /// Asks the socket to close; later sends are dropped. The first close wins.
+    pub fn close(&self, c: Close) {
+        let mut o = self.lock();
+        if o.close.is_none() {
+            o.close = Some(c);
+        }
+        drop(o);
+        self.notify.notify_one();
+    }
+
+    /// The close asked for, if any.
+    pub fn closing(&self) -> Option<Close> {
+        self.lock().close.clone()
+    }
+
+    /// Whether a write failed (the peer is gone).
+    pub fn is_dead(&self) -> bool {
+        self.lock().dead
+    }
+
+    /// Bytes queued: all, and the pushes among them.
+    pub fn queued(&self) -> (usize, usize) {
+        let o = self.lock();
+        (o.bytes, o.pushed)
+    }
+
+    /// Whether replies the client asked for are still queued (its next message waits).
+    pub fn replies_pending(&self) -> bool {
+        self.lock().solicited > 0
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_idle(&self) -> bool {
+        let o = self.lock();
+        o.queue.is_empty() || o.dead
+    }
+
+    /// Writes queued entries until the queue is empty (`Ok(true)`) or the socket would
+    /// block (`Ok(false)`).
+    fn write_queued(&self, w: &mut Written) -> io::Result<bool> {
+        let mut o = self.lock();
+        if o.dead {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        while !o.queue.is_empty() {
+            let n = {
+                let slices: Vec<IoSlice<'_>> = o.queue.iter().take(MAX_IOV).map(|e| IoSlice::new(&e.data)).collect();
+                match self.writer.try_write_vectored(&slices) {
+                    Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) => Err(e),
+                }
+            };
+            let mut n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    o.dead = true;
+                    return Err(e);
+                }
+            };
+            w.bytes += n as u64;
+            let now = Instant::now();
+            while n > 0 {
+                let Some(front) = o.queue.front_mut() else { break };
+                if n < front.data.len() {
+                    // Partly written: the rest stays at the front.
+                    front.data = front.data.slice(n..);
+                    let kind = front.kind;
+                    o.bytes -= n;
+                    match kind {
+                        Kind::Push => o.pushed -= n,
+                        Kind::Solicited => o.solicited -= n,
+                        Kind::Control => {}
+                    }
+                    o.partial = true;
+                    break;
+                }
+                n -= front.data.len();
+                if let Some(e) = o.pop_front() {
+                    w.messages += 1;
+                    if e.kind == Kind::Push {
+                        w.lags.push(now.duration_since(e.at).as_secs_f64());
+                    }
+                }
+                o.partial = false;
+            }
+        }
+        Ok(true)
+    }
+
+    /// One step of the socket's writer: waits until something is queued, or until the
+    /// socket is writable and writes what it takes. Cancel-safe.
+    pub async fn write_step(&self, w: &mut Written) -> io::Result<()> {
+        if self.is_idle() {
+            if self.is_dead() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.notify.notified().await;
+            return Ok(());
+        }
+        self.writer.writable().await?;
+        self.write_queued(w).map(|_| ())
+    }
+
+    /// Writes everything queued (used while closing).
+    pub async fn drain(&self, w: &mut Written) -> io::Result<()> {
+        loop {
+            if self.write_queued(w)? {
+                return Ok(());
+            }
+            self.writer.writable().await?;
+        }
+    }
+}
+
+/// The stream tungstenite runs on: reads from the TCP socket, writes into the socket's
+/// ordered outbound stream (so its control frames take their place after the data
+/// frames already sent).
+pub struct Duplex {
+    read: OwnedReadHalf,
+    socket: Arc<Socket>,
+}
+
+impl Duplex {
+    /// A stream reading `read` and writing through `socket`.
+    pub fn new(read: OwnedReadHalf, socket: Arc<Socket>) -> Duplex {
+        Duplex { read, socket }
+    }
+}
+
+impl AsyncRead for Duplex {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Duplex {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.socket.send_raw(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers() {
+        assert_eq!(&frame(b"hi")[..], b"\x82\x02hi");
+        let f = frame(&[0u8; 200]);
+        assert_eq!(&f[..4], &[0x82, 126, 0, 200]);
+        assert_eq!(f.len(), 204);
+        let f = frame(&vec![0u8; 70_000]);
+        assert_eq!(&f[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+}
