@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use recached_engine::resp::Frame;
-use recached_engine::sync::message::Push;
 use sync_support::raw::{self, ConnectOpts};
 use sync_support::{b, Backend, Hub, HubOpts, RespConn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,15 +175,16 @@ async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, rea
         let now = Instant::now();
         let Ok(frames) = raw::frames(&data) else { panic!("client {id}: bad message") };
         for f in frames {
+            // As little work as the Redis subscriber does: index into the parsed frame.
             let Frame::Push(items) = f else { continue };
-            match Push::decode(&items) {
-                Ok(Push::Live { .. }) if !live => {
+            match items.first().and_then(|k| k.as_bytes()).map(|k| k.as_ref()) {
+                Some(b"sync.live") if !live => {
                     live = true;
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Push::Change { changes, .. }) => {
-                    for c in changes {
-                        if let Some(i) = c.args.get(2).and_then(|v| index_of(v)) {
+                Some(b"sync.change") => {
+                    for c in items.get(2).and_then(|c| c.as_items()).unwrap_or(&[]) {
+                        if let Some(i) = c.as_items().and_then(|a| a.get(2)).and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
                             stamps.push((i, now));
                             arrived[i as usize].fetch_add(1, Ordering::Relaxed);
                         }
@@ -240,6 +240,8 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
 }
 
 struct Result {
+    /// CPU seconds the server used during the measured writes (from /proc).
+    cpu: f64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -252,7 +254,7 @@ fn percentiles(mut us: Vec<f64>, expected: usize) -> Result {
     us.sort_by(|a, b| a.total_cmp(b));
     let n = us.len().max(1);
     let at = |p: f64| us.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or(f64::NAN);
-    Result { p50: at(0.50), p99: at(0.99), max: us.last().copied().unwrap_or(f64::NAN), mean: us.iter().sum::<f64>() / n as f64, samples: us.len(), missing: expected.saturating_sub(us.len()) }
+    Result { cpu: 0.0, p50: at(0.50), p99: at(0.99), max: us.last().copied().unwrap_or(f64::NAN), mean: us.iter().sum::<f64>() / n as f64, samples: us.len(), missing: expected.saturating_sub(us.len()) }
 }
 
 /// Sends the writes one at a time (each after the previous one reached everyone) and
@@ -316,6 +318,7 @@ async fn bench_hub(a: &Args) -> Result {
     }
     wait_ready(&ready, a.clients, "hub").await;
     let be = tokio::sync::Mutex::new(hub.backend().await);
+    let cpu0 = cpu_secs(hub.pid());
     let sent = drive(a, &arrived, |i| {
         let be = &be;
         async move {
@@ -325,13 +328,14 @@ async fn bench_hub(a: &Args) -> Result {
         }
     })
     .await;
+    let cpu = cpu_secs(hub.pid()) - cpu0;
     let stamps = collect(tasks).await;
     let pid = hub.pid();
     drop(hub);
     if let Some(p) = pid {
         forget_child(p);
     }
-    latencies(a, &sent, stamps)
+    Result { cpu, ..latencies(a, &sent, stamps) }
 }
 
 async fn bench_redis(a: &Args) -> Result {
@@ -348,6 +352,7 @@ async fn bench_redis(a: &Args) -> Result {
     }
     wait_ready(&ready, a.clients, "redis").await;
     let be = tokio::sync::Mutex::new(Backend::Tcp(RespConn::connect(redis.port).await));
+    let cpu0 = cpu_secs(Some(redis.child.id()));
     let sent = drive(a, &arrived, |i| {
         let be = &be;
         async move {
@@ -357,9 +362,10 @@ async fn bench_redis(a: &Args) -> Result {
         }
     })
     .await;
+    let cpu = cpu_secs(Some(redis.child.id())) - cpu0;
     let stamps = collect(tasks).await;
     drop(redis);
-    latencies(a, &sent, stamps)
+    Result { cpu, ..latencies(a, &sent, stamps) }
 }
 
 /// Waits (bounded) for the client tasks; clients that never got everything are aborted
@@ -378,9 +384,20 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Stamps>>) -> Vec<Stamps> {
 
 fn line(name: &str, r: &Result) -> String {
     format!(
-        "{name:<28} p50 {:>8.0} µs   p99 {:>8.0} µs   max {:>8.0} µs   mean {:>8.0} µs   ({} samples, {} missing)",
-        r.p50, r.p99, r.max, r.mean, r.samples, r.missing
+        "{name:<28} p50 {:>8.0} µs   p99 {:>8.0} µs   max {:>8.0} µs   mean {:>8.0} µs   server CPU {:>5.2} s   ({} samples, {} missing)",
+        r.p50, r.p99, r.max, r.mean, r.cpu, r.samples, r.missing
     )
+}
+
+/// User + system CPU seconds of a process (`/proc/<pid>/stat`, clock ticks of 10 ms).
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return f64::NAN };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (tick(11) + tick(12)) / 100.0
 }
 
 fn main() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use recached_engine::resp::Frame;
 use sync_support::client::{ClientOpts, TestClient};
 use sync_support::state::{diff, read_hub, visible_part};
-use sync_support::{b, int, now_ms, Backend, Hub, HubOpts, IO_TIMEOUT};
+use sync_support::{b, cmd, int, now_ms, Backend, Hub, HubOpts, IO_TIMEOUT};
 
 async fn assert_converged(c: &TestClient, be: &mut Backend, patterns: &[&str]) {
     let hub = read_hub(be).await;
@@ -176,4 +176,57 @@ async fn resent_writes_whose_acks_were_lost_apply_once() {
         }
     }
     assert_converged(&c, &mut be, &["d:*"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapdb_and_flush_resync_live_clients() {
+    // SWAPDB involving database 0 cannot be sent as changes: live subscribers get an
+    // in-band `sync.full`; FLUSHDB / FLUSHALL are pushed as changes.
+    let Some(hub) = Hub::start_or_skip("swapdb_and_flush_resync_live_clients", HubOpts::new()) else { return };
+    let mut be = hub.backend().await;
+    if recached_engine::lookup(b"swapdb").is_none() {
+        return;
+    }
+    fill(&mut be, "w", 10, "db0").await;
+    let tok = hub.token("dave", &["*"], &["*"], 3_600_000);
+    let c = TestClient::live(&hub.ws_url, ClientOpts::new("swapper", &tok, &["w:*"])).await;
+    for cmds in [
+        vec![cmd(&["SELECT", "1"]), cmd(&["SET", "w:in-db1", "one"]), cmd(&["RPUSH", "w:l", "db1"]), cmd(&["SELECT", "0"])],
+        vec![cmd(&["SWAPDB", "0", "1"])],
+        vec![cmd(&["SET", "w:after-swap", "x"])],
+    ] {
+        for r in be.pipeline(&cmds).await {
+            assert!(!matches!(r, Frame::Error(_)), "{r:?}");
+        }
+    }
+    assert_converged(&c, &mut be, &["w:*"]).await;
+    assert!(c.st().full_pushes >= 1, "no in-band sync.full after SWAPDB: {}", c.describe());
+    assert_eq!(c.run(&["GET", "w:in-db1"]).reply, recached_engine::Reply::bulk("one"));
+    be.cmd(&["FLUSHDB"]).await;
+    be.cmd(&["SET", "w:after-flush", "y"]).await;
+    assert_converged(&c, &mut be, &["w:*"]).await;
+    assert_eq!(c.state().len(), 1, "{:?}", c.state());
+    be.cmd(&["FLUSHALL"]).await;
+    assert_converged(&c, &mut be, &["w:*"]).await;
+    assert!(c.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_token_is_replaced_and_the_client_resumes() {
+    let Some(hub) = Hub::start_or_skip("expired_token_is_replaced_and_the_client_resumes", HubOpts::new()) else { return };
+    let mut be = hub.backend().await;
+    be.cmd(&["SET", "t:a", "1"]).await;
+    let short = hub.token("erin", &["t:*"], &["t:*"], 1500);
+    let mut c = TestClient::live(&hub.ws_url, ClientOpts::new("erin-tab", &short, &["t:*"])).await;
+    assert_eq!(c.wait_closed(Duration::from_secs(6)).await, Some(4003), "{}", c.describe());
+    assert_eq!(c.st().advice, Some(recached_engine::sync::client::Reconnect::NewToken));
+    // Offline meanwhile: the hub moves on and the client writes.
+    be.cmd(&["SET", "t:b", "2"]).await;
+    assert!(c.run(&["INCR", "t:n"]).seq.is_some());
+    c.st().c.set_token(hub.token("erin", &["t:*"], &["t:*"], 3_600_000));
+    c.connect().await;
+    assert!(c.wait_settled(IO_TIMEOUT).await, "{}", c.describe());
+    assert_eq!(c.st().sub_modes.last().map(String::as_str), Some("continue"), "{}", c.describe());
+    assert_converged(&c, &mut be, &["t:*"]).await;
+    assert_eq!(int(&be.cmd(&["GET", "t:n"]).await), Some(1));
 }

@@ -53,8 +53,10 @@ pub async fn connect(url: &str, opts: &ConnectOpts) -> Result<Ws, String> {
         if let Some(o) = &opts.origin {
             req.headers_mut().insert("Origin", HeaderValue::from_str(o).map_err(|e| e.to_string())?);
         }
-        // The hub's messages have no protocol bound (a large value is sent whole).
-        let config = WebSocketConfig::default().max_message_size(Some(1 << 30)).max_frame_size(Some(1 << 30));
+        // The hub's messages have no protocol bound (a large value is sent whole). A small
+        // read buffer: tungstenite zero-fills its whole spare read capacity on every read
+        // (128 KiB by default), which would dominate a client's cost per message.
+        let config = WebSocketConfig::default().max_message_size(Some(1 << 30)).max_frame_size(Some(1 << 30)).read_buffer_size(16 * 1024);
         let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await.map_err(|e| format!("upgrade: {e}"))?;
         Ok::<Ws, String>(ws)
     };
