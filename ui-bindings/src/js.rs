@@ -64,7 +64,7 @@ export type Unsubscribe = () => void;
 /// Creates a local cache: the engine in wasm memory, TTL and caps, no server needed.
 #[wasm_bindgen(js_name = createCache)]
 pub fn create_cache(
-    #[wasm_bindgen(unchecked_param_type = "CacheOptions")] options: Option<Object>,
+    #[wasm_bindgen(unchecked_optional_param_type = "CacheOptions")] options: Option<Object>,
 ) -> Result<JsCache, JsError> {
     console_error_panic_hook::set_once();
     let options = match options {
@@ -450,7 +450,7 @@ impl JsCache {
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         start: f64,
         stop: f64,
-        #[wasm_bindgen(unchecked_param_type = "ZRangeOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "ZRangeOptions")] options: Option<Object>,
     ) -> Result<JsValue, JsValue> {
         let mut args = cmd("ZRANGE", [arg(&key, "key"), Ok(int_arg(start)), Ok(int_arg(stop))]).map_err(to_js_err)?;
         let opts: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
@@ -503,7 +503,7 @@ impl JsCache {
     pub fn scan(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | number")] cursor: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "ScanOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScanOptions")] options: Option<Object>,
     ) -> Result<JsValue, JsValue> {
         let mut args = cmd("SCAN", [arg(&cursor, "cursor")]).map_err(to_js_err)?;
         let opts: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
@@ -546,7 +546,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Value")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SetOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "SetOptions")] options: Option<Object>,
     ) -> Promise {
         self.write(set_args(&key, arg(&value, "value"), options))
     }
@@ -557,7 +557,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SetOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "SetOptions")] options: Option<Object>,
     ) -> Promise {
         let json = match js_sys::JSON::stringify(&value) {
             Ok(s) if !value.is_undefined() => Ok(Bytes::from(String::from(s))),
@@ -578,7 +578,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         seconds: f64,
-        #[wasm_bindgen(unchecked_param_type = "\"NX\" | \"XX\" | \"GT\" | \"LT\"")] condition: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "\"NX\" | \"XX\" | \"GT\" | \"LT\"")] condition: Option<String>,
     ) -> Promise {
         let mut args = cmd("EXPIRE", [arg(&key, "key"), Ok(int_arg(seconds))]);
         if let (Ok(a), Some(c)) = (args.as_mut(), condition) {
@@ -593,7 +593,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         ms: f64,
-        #[wasm_bindgen(unchecked_param_type = "\"NX\" | \"XX\" | \"GT\" | \"LT\"")] condition: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "\"NX\" | \"XX\" | \"GT\" | \"LT\"")] condition: Option<String>,
     ) -> Promise {
         let mut args = cmd("PEXPIRE", [arg(&key, "key"), Ok(int_arg(ms))]);
         if let (Ok(a), Some(c)) = (args.as_mut(), condition) {
@@ -638,7 +638,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Key | Record<string, Value>")] field: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Value")] value: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "Value")] value: Option<JsValue>,
     ) -> Promise {
         let args = (|| {
             let mut args = cmd("HSET", [arg(&key, "key")])?;
@@ -717,7 +717,7 @@ impl JsCache {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | ZMember[]")] score: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Value")] member: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "Value")] member: Option<JsValue>,
     ) -> Promise {
         let args = (|| {
             let mut args = cmd("ZADD", [arg(&key, "key")])?;
