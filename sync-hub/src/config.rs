@@ -803,6 +803,36 @@ mod tests {
     }
 
     #[test]
+    fn sync_flags() {
+        let args = Args::try_parse_from([
+            "recached",
+            "--sync-secret",
+            "s3cret",
+            "--sync-token",
+            "a:read=x:*;write=x:*",
+            "--sync-token",
+            "b:read=*",
+            "--sync-max-buffer",
+            "1mb",
+            "--sync-allowed-origins",
+            "https://a.example, https://b.example",
+        ])
+        .unwrap();
+        let s = Settings::from_args(&args).unwrap();
+        assert_eq!(s.sync_tokens.len(), 2);
+        assert_eq!(s.sync_max_buffer, 1 << 20);
+        assert_eq!(s.sync_allowed_origins, vec!["https://a.example", "https://b.example"]);
+        let shown = format!("{:?}", s.masked());
+        assert!(!shown.contains("s3cret") && !shown.contains("a:read"), "{}", shown);
+        let bad = Args::try_parse_from(["recached", "--sync-token", "nocolon"]).unwrap();
+        assert!(Settings::from_args(&bad).unwrap_err().to_string().starts_with("--sync-token: "));
+        let mut s = Settings::default();
+        s.apply_text("sync-token \"t1:read=a:*\"\nsync-token t2:read=*\nsync-max-message 64kb\n", "f.conf").unwrap();
+        assert_eq!((s.sync_tokens.len(), s.sync_max_message), (2, 64 << 10));
+        assert!(s.set("sync-max-message", "1gb").is_err(), "bounded");
+    }
+
+    #[test]
     fn clap_reads_env_names() {
         let args = Args::try_parse_from(["recached", "--port", "0", "--maxmemory-policy", "allkeys-lru", "--ws-port", "7"]).unwrap();
         assert_eq!(args.port.as_deref(), Some("0"));
