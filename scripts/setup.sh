@@ -59,7 +59,7 @@ if [ ! -f "$NODE_DIR/package.json" ] || ! cmp -s "$ROOT/scripts/node-package.jso
   rm -f "$NODE_DIR/.installed"
 fi
 if [ ! -f "$NODE_DIR/.installed" ]; then
-  log "npm install (test clients)"
+  log "npm install (test clients and tools: binaryen wasm-opt, miniflare, wrangler, playwright-core, typescript)"
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   touch "$NODE_DIR/.installed"
 fi
