@@ -664,6 +664,10 @@ impl HostCalls<'_> {
             self.conn.close = true;
         } else if let Some(c) = self.hub.clients.get(&victim) {
             c.handle.kill();
+            // Close the victim's socket before KILL answers, as Redis frees the client
+            // synchronously: a victim that writes right after sees a clean EOF, not a reset
+            // of a socket closed later with its command unread (compat finding F7).
+            crate::resp_conn::shutdown_socket(c.fd);
         }
     }
 

@@ -136,6 +136,27 @@ fn raw_fd(_: &TcpStream) -> i64 {
     -1
 }
 
+/// Shuts down both directions of a registered client's socket (CLIENT KILL).
+///
+/// `fd` must belong to a client still in `Hub::clients`: its connection task unregisters
+/// under the core lock before it drops the stream, so while the caller holds that lock the
+/// descriptor is open and still this client's (it cannot have been reused).
+#[cfg(unix)]
+pub(crate) fn shutdown_socket(fd: i64) {
+    use std::os::fd::FromRawFd;
+    let Ok(fd) = i32::try_from(fd) else { return };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: the descriptor is open (see above); ManuallyDrop keeps this borrowed view
+    // from closing it, so the connection task remains its only owner.
+    let stream = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(not(unix))]
+pub(crate) fn shutdown_socket(_: i64) {}
+
 /// Whether a command is a password attempt (AUTH, or HELLO with AUTH).
 fn is_auth_attempt(args: &[Bytes]) -> bool {
     let name = &args[0];
