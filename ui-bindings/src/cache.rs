@@ -14,6 +14,7 @@ use gloo_timers::callback::Timeout;
 use recached_engine::Reply;
 
 use crate::client::{self, Link};
+use crate::tabs::{self, Route, Tabs};
 use crate::core::{CacheCore, CacheError, CacheOptions, ConnectOptions, KeyListener, Settled, Status, StatusListener, Submitted};
 use crate::registry::ListenerId;
 
@@ -22,6 +23,17 @@ const MAX_DELAY_MS: u64 = i32::MAX as u64;
 
 thread_local! {
     static LIVE_CLOSURES: Cell<usize> = const { Cell::new(0) };
+    static LIVE_SOCKETS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Hub WebSockets the caches of this page hold open (or opening), for tests: the tabs
+/// sharing a channel hold one between them.
+pub fn live_sockets() -> usize {
+    LIVE_SOCKETS.with(Cell::get)
+}
+
+pub(crate) fn count_socket(open: bool) {
+    LIVE_SOCKETS.with(|c| c.set(if open { c.get() + 1 } else { c.get().saturating_sub(1) }));
 }
 
 /// JS closures (timers, unsubscribe functions) this crate currently holds, for leak tests:
@@ -64,6 +76,8 @@ struct Inner {
     link: RefCell<Option<Link>>,
     /// Writes waiting for the hub's ack: what to do when they settle.
     writes: RefCell<HashMap<u64, WriteDone>>,
+    /// Cross-tab sharing, when the cache names a channel.
+    tabs: RefCell<Option<Tabs>>,
 }
 
 /// Called once when a write settles.
@@ -111,9 +125,11 @@ impl Cache {
     }
 
     /// A new local cache. Installs the panic hook first, so a panic reaches the console.
+    /// With `options.channel`, it is shared with the caches of other tabs naming the same
+    /// channel (see the `tabs` module).
     pub fn new(options: &CacheOptions) -> Result<Cache, CacheError> {
         console_error_panic_hook::set_once();
-        Ok(Cache {
+        let cache = Cache {
             inner: Rc::new(Inner {
                 core: RefCell::new(CacheCore::new(options)),
                 timer: RefCell::new(None),
@@ -121,13 +137,32 @@ impl Cache {
                 attached: RefCell::new(HashMap::new()),
                 link: RefCell::new(None),
                 writes: RefCell::new(HashMap::new()),
+                tabs: RefCell::new(None),
             }),
-        })
+        };
+        if let Some(name) = options.channel.as_deref().filter(|n| !n.is_empty()) {
+            tabs::start(&cache, name);
+        }
+        Ok(cache)
+    }
+
+    pub(crate) fn tabs_mut(&self) -> RefMut<'_, Option<Tabs>> {
+        self.inner.tabs.borrow_mut()
+    }
+
+    /// This cache's part among the tabs sharing its channel: `None` when it shares none.
+    pub fn tab_role(&self) -> Option<tabs::Role> {
+        self.inner.tabs.borrow().as_ref().map(|t| t.role)
     }
 
     /// Runs any command now (reads answer from memory, writes apply at once), delivers the
     /// notices it caused and re-arms the expiry timer.
     pub fn run(&self, args: &[Bytes]) -> Reply {
+        match tabs::route(self, || tabs::is_write(args)) {
+            Route::Here => {}
+            Route::Forward => return tabs::forward(self, vec![args.to_vec()], false, None),
+            Route::Queue => return tabs::queue(self, vec![args.to_vec()], false, None),
+        }
         let reply = self.inner.core.borrow_mut().execute(args, now_ms());
         self.settle();
         reply
@@ -141,6 +176,11 @@ impl Cache {
 
     /// Runs commands as one transaction; the reply is EXEC's (optimistic with a hub).
     pub fn transaction(&self, commands: &[Vec<Bytes>]) -> Reply {
+        match tabs::route(self, || commands.iter().any(|c| tabs::is_write(c))) {
+            Route::Here => {}
+            Route::Forward => return tabs::forward(self, commands.to_vec(), true, None),
+            Route::Queue => return tabs::queue(self, commands.to_vec(), true, None),
+        }
         let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
         self.after_submit();
         match out {
@@ -151,12 +191,34 @@ impl Cache {
     /// Runs a command; `done` hears how it ended: at once for reads and local writes, on
     /// the hub's ack (or refusal, after rollback) for writes to a hub-backed cache.
     pub fn write(&self, args: &[Bytes], done: impl FnOnce(Settled) + 'static) {
+        match tabs::route(self, || tabs::is_write(args)) {
+            Route::Here => {}
+            Route::Forward => {
+                tabs::forward(self, vec![args.to_vec()], false, Some(Box::new(done)));
+                return;
+            }
+            Route::Queue => {
+                tabs::queue(self, vec![args.to_vec()], false, Some(Box::new(done)));
+                return;
+            }
+        }
         let out = self.inner.core.borrow_mut().submit(args, now_ms());
         self.finish(out, Box::new(done));
     }
 
     /// [`Cache::write`] for a transaction.
     pub fn write_transaction(&self, commands: &[Vec<Bytes>], done: impl FnOnce(Settled) + 'static) {
+        match tabs::route(self, || commands.iter().any(|c| tabs::is_write(c))) {
+            Route::Here => {}
+            Route::Forward => {
+                tabs::forward(self, commands.to_vec(), true, Some(Box::new(done)));
+                return;
+            }
+            Route::Queue => {
+                tabs::queue(self, commands.to_vec(), true, Some(Box::new(done)));
+                return;
+            }
+        }
         let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
         self.finish(out, Box::new(done));
     }
@@ -183,14 +245,22 @@ impl Cache {
     /// settle on the hub's ack, and the connection is kept up with jittered exponential
     /// backoff over `urls`. Connecting again replaces the connection (pending writes of
     /// the old one are refused).
+    ///
+    /// A cache sharing a channel leaves the socket to the leader tab: a follower keeps the
+    /// options (it connects with them if it becomes the leader) and reports the leader's
+    /// status.
     pub fn connect(&self, options: &ConnectOptions) {
-        if self.is_closed() {
+        if self.is_closed() || tabs::connect(self, options) {
             return;
         }
+        self.connect_now(options);
+    }
+
+    pub(crate) fn connect_now(&self, options: &ConnectOptions) {
         let old = self.inner.link.borrow_mut().take();
         drop(old);
         self.refuse_writes("ERR the connection was replaced");
-        let client_id = client_id();
+        let client_id = random_id();
         self.inner.core.borrow_mut().connect(options, client_id);
         *self.inner.link.borrow_mut() = Some(Link::new(options.urls.clone()));
         client::open(self);
@@ -312,9 +382,24 @@ impl Cache {
         if self.is_closed() {
             return;
         }
+        // A leader's answers to follower writes stop here: those tabs resend them to the
+        // next leader. A follower's own writes in flight are refused.
+        let forwarded = match self.inner.tabs.borrow_mut().as_mut() {
+            Some(t) => {
+                t.closing = true;
+                t.take_forwarded()
+            }
+            None => Vec::new(),
+        };
+        for done in forwarded {
+            done(Settled::Refused(crate::core::CLOSED.to_string()));
+        }
         let link = self.inner.link.borrow_mut().take();
         drop(link);
         self.refuse_writes(crate::core::CLOSED);
+        // Releases the lock (the next tab leads) and the channel's closures.
+        let tabs = self.inner.tabs.borrow_mut().take();
+        drop(tabs);
         let (keys, statuses) = self.inner.core.borrow_mut().close();
         let timer = self.inner.timer.borrow_mut().take();
         for l in &statuses {
@@ -377,6 +462,9 @@ impl Cache {
             }
         }
         self.inner.delivering.set(false);
+        if self.inner.tabs.borrow().is_some() {
+            tabs::after_settle(self);
+        }
         self.arm();
     }
 
@@ -410,8 +498,8 @@ impl Cache {
     }
 }
 
-/// A random client id (`A-Za-z0-9`, 20 characters), kept for the life of a connection.
-fn client_id() -> String {
+/// A random id (`A-Za-z0-9`, 20 characters): a connection's client id, a tab's id.
+pub(crate) fn random_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..20).map(|_| ALPHABET[(js_sys::Math::random() * ALPHABET.len() as f64) as usize % ALPHABET.len()] as char).collect()
 }

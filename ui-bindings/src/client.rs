@@ -27,6 +27,7 @@ pub(crate) struct Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        crate::cache::count_socket(false);
         // Detach first: a late event must not call a dropped closure.
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
@@ -120,6 +121,7 @@ pub(crate) fn open(cache: &Cache) {
         Counted::new(Box::new(onerror)),
     ];
     if let Some(link) = cache.link_mut().as_mut() {
+        crate::cache::count_socket(true);
         link.socket = Some(Socket { ws, _handlers: handlers });
     }
 }

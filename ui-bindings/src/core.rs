@@ -10,7 +10,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 use recached_engine::resp::Frame;
 use recached_engine::sync::{self, ClientConfig, Reconnect, SyncClient};
-use recached_engine::{Config, EventClass, Engine, Policy, Reply, Session};
+use recached_engine::snapshot::{self, SnapshotMeta};
+use recached_engine::{Change, ChangeGroup, Config, EventClass, Engine, Policy, Reply, Session};
 use thiserror::Error;
 
 use crate::registry::{ListenerId, Registry};
@@ -198,6 +199,18 @@ pub struct CacheCore {
     settled: Vec<(u64, Settled)>,
     /// Problems the host should report (refused token or subscription).
     problems: Vec<String>,
+    /// Keys of the notices since the last [`CacheCore::take_tap`], while tapping (a leader
+    /// tab sends their new values to the other tabs).
+    tap: Option<Tapped>,
+}
+
+/// The keys that changed since the last [`CacheCore::take_tap`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tapped {
+    /// Every key may have changed (a reset, `FLUSHDB`, `FLUSHALL`, `SWAPDB`).
+    pub whole: bool,
+    /// The keys that changed, in notice order, deduplicated.
+    pub keys: Vec<Bytes>,
 }
 
 impl fmt::Debug for CacheCore {
@@ -230,6 +243,7 @@ impl CacheCore {
             status_changed: false,
             settled: Vec::new(),
             problems: Vec::new(),
+            tap: None,
         }
     }
 
@@ -335,7 +349,7 @@ impl CacheCore {
         let had_keys = self.engine().key_count() > 0;
         self.backend = Backend::Synced(Box::new(client));
         if had_keys {
-            self.notices.push(Notice { key: None, event: "reset" });
+            self.push_notice(Notice { key: None, event: "reset" });
         }
     }
 
@@ -428,7 +442,7 @@ impl CacheCore {
         for e in events {
             if e.db == 0 {
                 named.insert(e.key.clone());
-                self.notices.push(Notice { key: Some(e.key), event: e.event });
+                self.push_notice(Notice { key: Some(e.key), event: e.event });
             }
         }
         for change in groups.iter().flat_map(|g| g.changes.iter()) {
@@ -439,10 +453,10 @@ impl CacheCore {
                 _ => None,
             };
             if let Some(event) = whole {
-                self.notices.push(Notice { key: None, event });
+                self.push_notice(Notice { key: None, event });
             } else if let (0, Some(key)) = (change.db, change.key()) {
                 if named.insert(key.clone()) {
-                    self.notices.push(Notice { key: Some(key.clone()), event: "changed" });
+                    self.push_notice(Notice { key: Some(key.clone()), event: "changed" });
                 }
             }
         }
@@ -454,6 +468,7 @@ impl CacheCore {
     fn collect_sync(&mut self) {
         let Backend::Synced(client) = &mut self.backend else { return };
         let mut status = None;
+        let mut changed = Vec::new();
         while let Some(event) = client.poll_event() {
             match event {
                 sync::Event::Status(s) => {
@@ -464,9 +479,7 @@ impl CacheCore {
                         sync::Status::Live => Status::Live,
                     })
                 }
-                sync::Event::Changed(keys) => {
-                    self.notices.extend(keys.into_iter().map(|k| Notice { key: Some(k), event: "changed" }));
-                }
+                sync::Event::Changed(keys) => changed.extend(keys),
                 sync::Event::Acked { seq, reply } => self.settled.push((seq, Settled::Hub(reply))),
                 sync::Event::Rejected { seq, error } => self.settled.push((seq, Settled::Refused(error))),
                 sync::Event::Reply { .. } => {}
@@ -474,9 +487,124 @@ impl CacheCore {
                 sync::Event::SubscribeFailed(e) => self.problems.push(format!("the hub refused the patterns: {e}")),
             }
         }
+        for k in changed {
+            self.push_notice(Notice { key: Some(k), event: "changed" });
+        }
         if let Some(s) = status {
             self.set_status(s);
         }
+    }
+
+    fn push_notice(&mut self, notice: Notice) {
+        if let Some(tap) = self.tap.as_mut() {
+            match &notice.key {
+                None => tap.whole = true,
+                Some(k) if !tap.whole && !tap.keys.contains(k) => tap.keys.push(k.clone()),
+                Some(_) => {}
+            }
+        }
+        self.notices.push(notice);
+    }
+
+    // ---- cross-tab (the host owns the channel and calls these) ----
+
+    /// Starts (or stops) recording the keys of every notice, for [`CacheCore::take_tap`].
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(Tapped::default);
+    }
+
+    /// The keys noticed since the last call (empty when not tapping).
+    pub fn take_tap(&mut self) -> Tapped {
+        match self.tap.as_mut() {
+            Some(tap) => std::mem::take(tap),
+            None => Tapped::default(),
+        }
+    }
+
+    /// The changes that rebuild `keys` as they are now on any engine (`DEL`, then the value
+    /// and its deadline; a missing key is just `DEL`).
+    pub fn restore_changes(&self, keys: &[Bytes]) -> Vec<Change> {
+        let Some(db) = self.engine().db(0) else { return Vec::new() };
+        keys.iter().flat_map(|k| recached_engine::command::restore_changes(db, 0, k)).collect()
+    }
+
+    /// Database 0 in the engine's snapshot format (what a new tab loads).
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode_filtered(self.engine(), &SnapshotMeta::default(), |db, _| db == 0)
+    }
+
+    /// Replaces the keys with a snapshot from another tab (a local cache only: a hub
+    /// mirror takes its state from the hub), except the keys for which `keep` is true (this
+    /// tab's own writes in flight), which stay as they are. Listeners hear one
+    /// `(null, "reset")`.
+    pub fn load_snapshot(&mut self, bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<(), String> {
+        let Backend::Local { engine, .. } = &mut self.backend else { return Err("a hub mirror loads no tab snapshot".into()) };
+        if self.status == Status::Closed {
+            return Ok(());
+        }
+        let (mut dbs, _) = snapshot::decode(bytes).map_err(|e| e.to_string())?;
+        dbs.truncate(1);
+        if dbs.is_empty() {
+            dbs.push(Default::default());
+        }
+        if let Some(old) = engine.db(0) {
+            let gone: Vec<Bytes> =
+                dbs[0].iter().filter(|(k, _)| keep(k) && old.get(k).is_none()).map(|(k, _)| Bytes::copy_from_slice(k)).collect();
+            for k in gone {
+                dbs[0].remove(&k);
+            }
+            for (k, e) in old.iter().filter(|(k, _)| keep(k)) {
+                dbs[0].insert(k, e.clone());
+            }
+        }
+        engine.load_dbs(dbs);
+        engine.take_events();
+        engine.take_changes();
+        self.notices.push(Notice { key: None, event: "reset" });
+        Ok(())
+    }
+
+    /// Applies changes another tab made (a local cache only), leaving out keys for which
+    /// `skip` is true (this tab's own writes in flight). Listeners hear `changed` per key.
+    pub fn apply_remote(&mut self, changes: &[Change], skip: impl Fn(&[u8]) -> bool, now_ms: u64) {
+        let Backend::Local { engine, .. } = &mut self.backend else { return };
+        if self.status == Status::Closed {
+            return;
+        }
+        let changes: Vec<Change> = changes.iter().filter(|c| c.key().is_none_or(|k| !skip(k))).cloned().collect();
+        if changes.is_empty() {
+            return;
+        }
+        let group = ChangeGroup { offset: engine.offset() + 1, changes };
+        // An error (a change this engine refuses) leaves that key as it was; the next
+        // snapshot from the leader repairs it.
+        let _ = engine.apply_group(&group, now_ms);
+        engine.take_events();
+        engine.take_changes();
+        let mut seen: HashSet<&Bytes> = HashSet::new();
+        for c in &group.changes {
+            match c.key() {
+                Some(k) if seen.insert(k) => self.notices.push(Notice { key: Some(k.clone()), event: "changed" }),
+                Some(_) => {}
+                None => self.notices.push(Notice { key: None, event: "reset" }),
+            }
+        }
+    }
+
+    /// A follower tab mirrors the leader's keys, so it must not evict on its own: the caps
+    /// are lifted while `on`, and restored when it leads.
+    pub fn set_mirror(&mut self, on: bool) {
+        if let Backend::Local { engine, .. } = &mut self.backend {
+            let cfg = engine.config_mut();
+            cfg.maxkeys = if on { 0 } else { self.config.maxkeys };
+            cfg.maxmemory = if on { 0 } else { self.config.maxmemory };
+        }
+    }
+
+    /// Whether running the command `args` may change a key (reads stay in the tab; an
+    /// unknown command counts as a write, so the leader answers it).
+    pub fn is_write(args: &[Bytes]) -> bool {
+        args.first().and_then(|n| recached_engine::command::lookup(n)).is_none_or(|s| s.is_write())
     }
 
     /// Whether notices, a status change, settled writes or problems wait to be delivered.
@@ -878,6 +1006,46 @@ mod tests {
         assert_eq!(c.next_deadline(), None);
         assert!(c.on(b"*", Rc::new(|_| {})).is_none());
         assert_eq!(c.close().0.len(), 0, "closing twice is harmless");
+    }
+
+    #[test]
+    fn a_follower_mirrors_the_leaders_keys() {
+        // The leader taps its notices and sends the keys' restores; the follower applies
+        // them, keeping its own in-flight keys, and loads snapshots.
+        let mut leader = CacheCore::new(&CacheOptions::default());
+        let mut follower = CacheCore::new(&CacheOptions { max_keys: 1, ..Default::default() });
+        follower.set_mirror(true);
+        leader.set_tap(true);
+        leader.execute(&b(&["SET", "a", "1", "PX", "5000"]), T0);
+        leader.execute(&b(&["RPUSH", "l", "x", "y"]), T0);
+        leader.execute(&b(&["HSET", "h", "f", "v"]), T0);
+        let tapped = leader.take_tap();
+        assert_eq!(tapped, Tapped { whole: false, keys: vec![Bytes::from("a"), Bytes::from("l"), Bytes::from("h")] });
+        let log: Log = Rc::default();
+        listen(&mut follower, "*", "f", &log);
+        let changes = leader.restore_changes(&tapped.keys);
+        let wire = crate::wire::decode_changes(&crate::wire::encode_changes(&changes)).unwrap();
+        follower.apply_remote(&wire, |k| k == b"h", T0);
+        deliver(&mut follower);
+        assert_eq!(*log.borrow(), [entry("f", Some("a"), "changed"), entry("f", Some("l"), "changed")], "h is in flight");
+        assert_eq!(follower.engine().key_count(), 2, "a mirror does not evict");
+        assert_eq!(follower.execute(&b(&["PTTL", "a"]), T0), Reply::Int(5000));
+        assert_eq!(follower.execute(&b(&["LRANGE", "l", "0", "-1"]), T0), Reply::Array(vec![Reply::bulk("x"), Reply::bulk("y")]));
+
+        // A snapshot replaces everything but the in-flight keys.
+        follower.execute(&b(&["SET", "mine", "1"]), T0);
+        leader.execute(&b(&["DEL", "a"]), T0);
+        assert!(leader.take_tap().keys.contains(&Bytes::from("a")));
+        follower.load_snapshot(&leader.snapshot(), |k| k == b"mine").unwrap();
+        assert_eq!(follower.keys(b"*", T0), vec![Bytes::from("h"), Bytes::from("l"), Bytes::from("mine")]);
+        assert!(follower.load_snapshot(b"junk", |_| false).is_err());
+        leader.execute(&b(&["FLUSHALL"]), T0);
+        assert!(leader.take_tap().whole);
+        leader.set_tap(false);
+        leader.execute(&b(&["SET", "z", "1"]), T0);
+        assert_eq!(leader.take_tap(), Tapped::default());
+        assert!(CacheCore::is_write(&b(&["SET", "k", "v"])) && CacheCore::is_write(&b(&["NOSUCH"])));
+        assert!(!CacheCore::is_write(&b(&["GET", "k"])));
     }
 
     #[test]

@@ -23,6 +23,8 @@ export type Key = string | Uint8Array;
 export type Value = string | Uint8Array | number;
 /** A reply to `command()`: what a RESP2 client would get (bulk strings that are not UTF-8 come as bytes). */
 export type Reply = string | number | null | Uint8Array | Reply[];
+/** `cache.tabRole`: `alone` (no channel), `pending` (the first moments), `leader` or `follower`. */
+export type TabRole = "alone" | "pending" | "leader" | "follower";
 /** `cache.status`: `offline` is a local cache with no hub. */
 export type Status = "offline" | "connecting" | "resyncing" | "live" | "closed";
 /** Redis's `maxmemory-policy` names. */
@@ -36,8 +38,13 @@ export interface CacheOptions {
   maxMemory?: number | string;
   /** What to evict at a cap; default `"allkeys-lru"`. */
   eviction?: Eviction;
-  /** BroadcastChannel name for sharing between tabs (reserved). */
-  channel?: string;
+  /**
+   * The BroadcastChannel (and Web Lock) name this cache shares with the other tabs of
+   * the origin; default `"recached"`. Caches naming the same channel act as one: one tab
+   * (the leader) holds the hub connection and the state, the others mirror it and send
+   * their writes through it. `false` (or `""`): this cache keeps to itself.
+   */
+  channel?: string | false;
 }
 /** `SET` options; upper-case names (`EX`, `NX`, `KEEPTTL`, …) are accepted too. */
 export interface SetOptions {
@@ -69,7 +76,7 @@ pub fn create_cache(
     console_error_panic_hook::set_once();
     let options = match options {
         Some(o) => parse_options(&o)?,
-        None => CacheOptions::default(),
+        None => CacheOptions { channel: Some(DEFAULT_CHANNEL.to_string()), ..CacheOptions::default() },
     };
     Ok(JsCache { cache: Cache::new(&options)? })
 }
@@ -96,10 +103,27 @@ fn parse_options(o: &Object) -> Result<CacheOptions, JsError> {
         let name = v.as_string().ok_or_else(|| JsError::new("eviction: expected a policy name"))?;
         opts.eviction = Some(CacheOptions::parse_policy(&name)?);
     }
-    if let Some(v) = prop(o, &["channel"]) {
-        opts.channel = Some(v.as_string().ok_or_else(|| JsError::new("channel: expected a string"))?);
-    }
+    let channel = Reflect::get(o, &JsValue::from_str("channel")).unwrap_or(JsValue::UNDEFINED);
+    opts.channel = channel_option(&channel)?;
     Ok(opts)
+}
+
+/// The channel JS caches share by default: tabs of one origin act as one unless told not to.
+pub const DEFAULT_CHANNEL: &str = "recached";
+
+/// `channel`: absent → the default, a name → that name, `false`/`null`/`""` → none.
+fn channel_option(v: &JsValue) -> Result<Option<String>, JsError> {
+    if v.is_undefined() {
+        return Ok(Some(DEFAULT_CHANNEL.to_string()));
+    }
+    if v.is_null() || v.as_bool() == Some(false) {
+        return Ok(None);
+    }
+    match v.as_string() {
+        Some(name) if name.is_empty() => Ok(None),
+        Some(name) => Ok(Some(name)),
+        None => Err(JsError::new("channel: expected a name or false")),
+    }
 }
 
 fn non_negative(v: &JsValue, name: &str) -> Result<usize, JsError> {
@@ -833,6 +857,13 @@ impl JsCache {
             Some(id) => self.unsubscribe_fn(true, id),
             None => Function::new_no_args(""),
         }
+    }
+
+    /// This cache's part among the tabs sharing its channel: `alone`, `pending`, `leader`
+    /// or `follower`.
+    #[wasm_bindgen(getter, js_name = tabRole, unchecked_return_type = "TabRole")]
+    pub fn tab_role(&self) -> String {
+        self.cache.tab_role().map(|r| r.name()).unwrap_or("alone").to_string()
     }
 
     /// `offline` (a local cache), `connecting`, `resyncing`, `live`, or `closed`.

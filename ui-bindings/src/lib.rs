@@ -18,6 +18,9 @@
 //!   notice delivery outside the borrow, write promises.
 //! - `client` (wasm32): the hub connection — a browser WebSocket driving the engine's sync
 //!   client, jittered exponential reconnect backoff over a list of URLs.
+//! - [`tabs`] (wasm32): cross-tab sharing — leader election with Web Locks, a
+//!   BroadcastChannel carrying changes, follower writes through the leader, hydration.
+//! - [`wire`]: the cross-tab payload codec (docs/protocol.md §13).
 //! - `js` (wasm32): the `#[wasm_bindgen]` surface, `createCache` and the `Cache` class,
 //!   with hand-written TypeScript types.
 //! - `leptos` (wasm32, feature `leptos`): `provide_cache`, `use_cache`, `use_key`,
@@ -59,14 +62,17 @@ mod cache;
 mod client;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+pub mod tabs;
+pub mod wire;
 #[cfg(all(target_arch = "wasm32", feature = "leptos"))]
 pub mod leptos;
 
-pub use crate::core::{CacheCore, CacheError, CacheOptions, ConnectOptions, KeyListener, Notice, Settled, Status, StatusListener, Submitted};
+pub use crate::core::{CacheCore, CacheError, CacheOptions, ConnectOptions, KeyListener, Notice, Settled, Status, StatusListener, Submitted, Tapped};
 pub use crate::registry::ListenerId;
 pub use recached_engine::{Policy, Reply};
 
 #[cfg(target_arch = "wasm32")]
-pub use crate::cache::{live_closures, now_ms, Cache, WeakCache};
+pub use crate::cache::{live_closures, live_sockets, now_ms, Cache, WeakCache};
 #[cfg(target_arch = "wasm32")]
 pub use crate::js::{create_cache, JsCache};

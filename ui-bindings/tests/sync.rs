@@ -62,7 +62,8 @@ fn hub() -> Option<&'static str> {
 }
 
 fn connected(urls: &[&str], patterns: &[&str]) -> JsCache {
-    let c = create_cache(None).map_err(JsValue::from).unwrap();
+    // Not shared between the caches of this page (tests/tabs.rs covers sharing).
+    let c = create_cache(Some(obj(&[("channel", JsValue::FALSE)]))).map_err(JsValue::from).unwrap();
     c.connect(obj(&[("urls", strs(urls)), ("patterns", strs(patterns)), ("token", s(""))])).map_err(JsValue::from).unwrap();
     c
 }

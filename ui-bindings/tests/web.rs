@@ -33,8 +33,14 @@ fn strs(items: &[&str]) -> JsValue {
     arr(&items.iter().map(|i| s(i)).collect::<Vec<_>>())
 }
 
+/// A cache of its own: `channel: false`, so the many caches of this page do not share
+/// (tests/tabs.rs covers sharing).
 fn cache(options: &[(&str, JsValue)]) -> JsCache {
-    create_cache(Some(obj(options))).map_err(JsValue::from).unwrap()
+    let o = obj(options);
+    if !options.iter().any(|(k, _)| *k == "channel") {
+        Reflect::set(&o, &s("channel"), &JsValue::FALSE).unwrap();
+    }
+    create_cache(Some(o)).map_err(JsValue::from).unwrap()
 }
 
 /// The JSON text of a value, for compact comparisons.
@@ -231,8 +237,16 @@ async fn options_are_checked() {
     assert!(create_cache(Some(obj(&[("eviction", s("sometimes"))]))).is_err());
     assert!(create_cache(Some(obj(&[("maxKeys", JsValue::from(-1))]))).is_err());
     assert!(create_cache(Some(obj(&[("maxMemory", s("lots"))]))).is_err());
-    assert!(create_cache(Some(obj(&[("maxMemory", s("1mb")), ("channel", s("app"))]))).is_ok());
-    assert!(create_cache(None).is_ok());
+    assert!(create_cache(Some(obj(&[("channel", JsValue::from(1))]))).is_err());
+    let named = create_cache(Some(obj(&[("maxMemory", s("1mb")), ("channel", s("options-app"))]))).unwrap();
+    assert_eq!(named.tab_role(), "pending", "shares by name; the role comes with the lock");
+    named.close();
+    let alone = create_cache(Some(obj(&[("channel", JsValue::FALSE)]))).unwrap();
+    assert_eq!(alone.tab_role(), "alone");
+    alone.close();
+    let default = create_cache(None).unwrap();
+    assert_eq!(default.tab_role(), "pending", "the default channel is on");
+    default.close();
 }
 
 /// Polls until `done` holds (a loaded CI machine runs timers late, so no test asserts a

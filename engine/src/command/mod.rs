@@ -313,7 +313,7 @@ const RESTORE_CHUNK: usize = 512;
 
 /// The changes that rebuild the whole value at `key` on any engine: `DEL key`, the value,
 /// then its deadline. A missing key yields only `DEL`.
-pub(crate) fn restore_changes(db: &Db, dbi: usize, key: &[u8]) -> Vec<Change> {
+pub fn restore_changes(db: &Db, dbi: usize, key: &[u8]) -> Vec<Change> {
     let d = dbi as u16;
     let k = Bytes::copy_from_slice(key);
     let del = Change { db: d, args: vec![Bytes::from_static(b"DEL"), k.clone()] };
