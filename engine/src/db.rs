@@ -156,3 +156,15 @@ impl Db {
         self.keys.iter().map(|(k, e)| entry_mem(k, e)).sum()
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    /// What one key costs in the map slot; the RSS-per-key benchmark depends on it.
+    #[test]
+    fn entry_stays_small() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+}

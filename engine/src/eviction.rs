@@ -131,7 +131,7 @@ pub(crate) fn make_room(eng: &mut Engine, now_ms: u64) -> bool {
 }
 
 /// Samples `maxmemory-samples` candidates and returns the best victim for the policy.
-fn pick_victim(eng: &mut Engine, now_ms: u64) -> Option<(usize, Box<[u8]>)> {
+fn pick_victim(eng: &mut Engine, now_ms: u64) -> Option<(usize, crate::value::Blob)> {
     let policy = eng.config.policy;
     if policy == Policy::VolatileTtl {
         // The deadline index is ordered: the soonest-expiring key is exact, not sampled.
@@ -149,7 +149,7 @@ fn pick_victim(eng: &mut Engine, now_ms: u64) -> Option<(usize, Box<[u8]>)> {
     }
     let samples = eng.config.maxmemory_samples.max(1);
     let clock_now = access_clock(&eng.config, now_ms);
-    let mut best: Option<(u64, usize, Box<[u8]>)> = None;
+    let mut best: Option<(u64, usize, crate::value::Blob)> = None;
     let mut found = 0;
     let mut tries = samples * 16;
     while found < samples && tries > 0 {

@@ -10,8 +10,7 @@ use indexmap::{IndexMap, IndexSet};
 
 use crate::zset::SortedSet;
 
-/// Bytes owned by the keyspace: 16 bytes on the stack, no spare capacity.
-pub type Blob = Box<[u8]>;
+pub use crate::blob::Blob;
 
 /// The hasher of every map in the engine.
 pub type Hasher = foldhash::fast::RandomState;
@@ -19,20 +18,29 @@ pub type Hasher = foldhash::fast::RandomState;
 /// Heap overhead the allocator adds to one allocation, roughly.
 pub(crate) const ALLOC_OVERHEAD: usize = 16;
 
-/// Bytes of memory one blob costs, allocation included.
+/// Heap bytes one blob costs beyond its own 24 bytes (none when it is inline).
 pub(crate) fn blob_mem(len: usize) -> usize {
+    if len <= crate::blob::INLINE {
+        0
+    } else {
+        alloc_size(len)
+    }
+}
+
+/// Bytes one heap allocation of `len` bytes really takes: glibc's malloc adds an 8-byte
+/// header, rounds up to 16 and hands out at least 32 (checked against a counting allocator
+/// in tests/memory.rs).
+pub fn alloc_size(len: usize) -> usize {
     if len == 0 {
         0
     } else {
-        // What glibc's malloc hands out: an 8-byte header, rounded up to 16, at least 32
-        // (checked against a counting allocator in tests/memory.rs).
         ((len + 8).div_ceil(16) * 16).max(32)
     }
 }
 
 /// Converts bytes into a keyspace [`Blob`].
 pub fn blob(data: &[u8]) -> Blob {
-    data.to_vec().into_boxed_slice()
+    Blob::from(data)
 }
 
 /// The type of a value, as TYPE and the `TYPE` option of SCAN name it.

@@ -112,6 +112,9 @@ pub struct Args {
     /// Bytes of recent change groups kept so reconnecting sync clients can continue.
     #[arg(long = "sync-backlog-bytes", env = "RECACHED_SYNC_BACKLOG_BYTES")]
     pub sync_backlog_bytes: Option<String>,
+    /// Seconds the backlog is kept with no sync connection (0: always), as `repl-backlog-ttl`.
+    #[arg(long = "sync-backlog-ttl", env = "RECACHED_SYNC_BACKLOG_TTL")]
+    pub sync_backlog_ttl: Option<String>,
     /// Bytes of pushes queued for one WebSocket before it is closed as a slow consumer (4008).
     #[arg(long = "sync-max-buffer", env = "RECACHED_SYNC_MAX_BUFFER")]
     pub sync_max_buffer: Option<String>,
@@ -138,7 +141,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 30] = [
+        let all: [(&'static str, &Option<String>); 31] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -162,6 +165,7 @@ impl Args {
             ("dir", &self.dir),
             ("sync-secret", &self.sync_secret),
             ("sync-backlog-bytes", &self.sync_backlog_bytes),
+            ("sync-backlog-ttl", &self.sync_backlog_ttl),
             ("sync-max-buffer", &self.sync_max_buffer),
             ("sync-max-message", &self.sync_max_message),
             ("sync-allowed-origins", &self.sync_allowed_origins),
@@ -281,6 +285,8 @@ pub struct Settings {
     pub sync_tokens: Vec<String>,
     /// `sync-backlog-bytes`.
     pub sync_backlog_bytes: u64,
+    /// `sync-backlog-ttl` in seconds.
+    pub sync_backlog_ttl: u64,
     /// `sync-max-buffer`: per-socket bound on queued pushes.
     pub sync_max_buffer: u64,
     /// `sync-max-message`: the protocol's `maxmsg`, also the HTTP body bound.
@@ -332,6 +338,7 @@ impl Default for Settings {
             sync_secret: String::new(),
             sync_tokens: Vec::new(),
             sync_backlog_bytes: 16 << 20,
+            sync_backlog_ttl: 3600,
             sync_max_buffer: 8 << 20,
             sync_max_message: 1 << 20,
             sync_allowed_origins: Vec::new(),
@@ -392,6 +399,7 @@ pub static PARAMS: &[Param] = &[
     Param { name: "sync-secret", mutable: false, secret: true },
     Param { name: "sync-token", mutable: false, secret: true },
     p("sync-backlog-bytes", false),
+    p("sync-backlog-ttl", false),
     p("sync-max-buffer", false),
     p("sync-max-message", false),
     p("sync-allowed-origins", false),
@@ -565,6 +573,7 @@ impl Settings {
                 self.sync_tokens.push(value.to_string());
             }
             "sync-backlog-bytes" => self.sync_backlog_bytes = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
+            "sync-backlog-ttl" => self.sync_backlog_ttl = parse_int(value, 0, i32::MAX as i64)? as u64,
             "sync-max-buffer" => self.sync_max_buffer = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
             "sync-max-message" => self.sync_max_message = parse_mem_bounded(value, 1 << 10, 512 << 20)?,
             "sync-allowed-origins" => {
@@ -621,6 +630,7 @@ impl Settings {
             "sync-secret" => self.sync_secret.clone(),
             "sync-token" => self.sync_tokens.join(" "),
             "sync-backlog-bytes" => self.sync_backlog_bytes.to_string(),
+            "sync-backlog-ttl" => self.sync_backlog_ttl.to_string(),
             "sync-max-buffer" => self.sync_max_buffer.to_string(),
             "sync-max-message" => self.sync_max_message.to_string(),
             "sync-allowed-origins" => self.sync_allowed_origins.join(" "),

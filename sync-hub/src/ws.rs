@@ -217,6 +217,7 @@ impl SyncShared {
             max_message: settings.sync_max_message as usize,
             handshake_timeout_ms: settings.sync_handshake_timeout,
             backlog_bytes: settings.sync_backlog_bytes as usize,
+            backlog_ttl_ms: settings.sync_backlog_ttl.saturating_mul(1000),
             ..HubConfig::default()
         };
         let hub = SyncHub::new(config, crate::tokens::auth_from(settings), replid, offset);

@@ -13,7 +13,7 @@ use crate::engine::Ctx;
 use crate::reply::{errors, Reply};
 use crate::ldouble::{incr_by_float, IncrFloatError};
 use crate::util::parse_i64;
-use crate::value::{Kind, Value};
+use crate::value::{Blob, Kind, Value};
 
 /// Largest string a command may build (`proto-max-bulk-len`, 512 MB).
 pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
@@ -92,7 +92,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 pub(crate) fn string_value(data: Vec<u8>) -> Value {
     match crate::util::parse_canonical_i64(&data) {
         Some(n) => Value::Int(n),
-        None => Value::Str(data.into_boxed_slice()),
+        None => Value::Str(Blob::from(data)),
     }
 }
 

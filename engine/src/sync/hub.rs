@@ -271,6 +271,11 @@ pub struct HubConfig {
     pub handshake_timeout_ms: u64,
     /// Backlog bound in bytes.
     pub backlog_bytes: usize,
+    /// How long the backlog is kept with no sync connection, as Redis's `repl-backlog-ttl`;
+    /// 0 keeps it always. A hub that has had no connection for this long (or never had
+    /// one) holds no groups, so a server used only over RESP pays nothing for it; the first
+    /// connection starts it again, and older offsets resync in full.
+    pub backlog_ttl_ms: u64,
     /// Target bytes of one `sync.snap` chunk.
     pub snapshot_chunk: usize,
     /// Writes remembered per client id for deduplication (also the client's window).
@@ -288,6 +293,7 @@ impl Default for HubConfig {
             max_message: 1 << 20,
             handshake_timeout_ms: 10_000,
             backlog_bytes: 16 << 20,
+            backlog_ttl_ms: 0,
             snapshot_chunk: 64 * 1024,
             dedupe_window: 1024,
             dedupe_clients: 10_000,
@@ -516,6 +522,8 @@ pub struct SyncHub {
     outbox: Outbox,
     out: Output,
     catch_up: HashMap<ConnId, usize>,
+    /// When the last sync connection was seen (open, or closing), for `backlog_ttl_ms`.
+    last_conn_ms: Option<u64>,
 }
 
 /// A connection's protocol state, to keep across hibernation (the edge hub stores it in
@@ -579,6 +587,7 @@ impl SyncHub {
             outbox: Outbox::default(),
             out: Output::default(),
             catch_up: HashMap::new(),
+            last_conn_ms: None,
         }
     }
 
@@ -630,6 +639,7 @@ impl SyncHub {
 
     /// A socket was accepted (after the host checked origin and connection caps).
     pub fn open(&mut self, conn: ConnId, now_ms: u64) {
+        self.last_conn_ms = Some(now_ms);
         let mut session = Session::new(conn);
         session.resp3 = true;
         self.conns.insert(
@@ -641,6 +651,8 @@ impl SyncHub {
     /// A socket is gone: forget it and release its engine session.
     pub fn disconnect(&mut self, engine: &mut Engine, conn: ConnId) {
         if let Some(mut c) = self.conns.remove(&conn) {
+            // Its last activity is when the backlog's idle time starts.
+            self.last_conn_ms = Some(self.last_conn_ms.unwrap_or(0).max(c.last_at_ms));
             engine.close_session(&mut c.session);
         }
         self.outbox.forget(conn);
@@ -671,6 +683,7 @@ impl SyncHub {
     /// (hibernation). If the stream is not the one the state refers to, or the subscriber
     /// is ahead of it, the subscriber gets an in-band `sync.full`.
     pub fn restore_conn(&mut self, engine: &Engine, conn: ConnId, state: ConnState, now_ms: u64) -> Output {
+        self.last_conn_ms = Some(now_ms);
         let mut session = Session::new(conn);
         session.resp3 = true;
         let resync = state.patterns.is_some() && (state.replid != self.backlog.replid() || state.last_sent > self.backlog.last_offset());
@@ -942,12 +955,29 @@ impl SyncHub {
         self.stats.snapshot_keys += total as u64;
     }
 
+    /// Whether committed groups go to the backlog (see [`HubConfig::backlog_ttl_ms`]).
+    fn backlog_live(&mut self, now_ms: u64) -> bool {
+        if self.config.backlog_ttl_ms == 0 {
+            return true;
+        }
+        if !self.conns.is_empty() {
+            self.last_conn_ms = Some(now_ms);
+            return true;
+        }
+        self.last_conn_ms.is_some_and(|at| now_ms.saturating_sub(at) < self.config.backlog_ttl_ms)
+    }
+
     /// Backlog and fan-out of committed groups. `sender`'s own group is not pushed to it:
     /// its ack carries it.
     fn fan_out(&mut self, engine: &Engine, groups: &[ChangeGroup], sender: Option<ConnId>, now_ms: u64) {
         let Some(last) = groups.last().map(|g| g.offset) else { return };
+        let keep = self.backlog_live(now_ms);
         for g in groups {
-            self.backlog.push(g.clone());
+            if keep {
+                self.backlog.push(g.clone());
+            } else {
+                self.backlog.skip_to(g.offset);
+            }
             if needs_full(g) {
                 self.barrier = g.offset;
                 // The engine is at `last` now: a snapshot there covers the rest of the batch.

@@ -1033,3 +1033,33 @@ fn connections_survive_hibernation() {
     assert_eq!(sim.clients[a].c.resume_point().map(|(r, _)| r.to_string()), Some("b".repeat(40)));
     sim.check_converged();
 }
+
+// ---------------------------------------------------------------------------------------
+// Backlog TTL: kept only while sync connections are (or recently were) around.
+
+#[test]
+fn backlog_is_kept_only_while_sync_connections_are_recent() {
+    use crate::change::{Change, ChangeGroup};
+    let mut engine = Engine::default();
+    let mut hub = SyncHub::new(HubConfig { backlog_ttl_ms: 1000, ..HubConfig::default() }, Auth::open(), "r".repeat(40), 0);
+    let group = |offset: u64| ChangeGroup { offset, changes: vec![Change { db: 0, args: args(&["SET", "k", "v"]) }] };
+    // Never a connection: nothing is held, yet the stream's offset moves on.
+    hub.publish(&engine, &[group(1), group(2)], 0);
+    assert_eq!((hub.backlog().len(), hub.backlog().last_offset()), (0, 2));
+    assert!(!hub.backlog().can_continue(&"r".repeat(40), 1));
+    // A connection starts it again.
+    hub.open(1, 10);
+    hub.publish(&engine, &[group(3)], 20);
+    assert_eq!(hub.backlog().len(), 1);
+    assert!(hub.backlog().can_continue(&"r".repeat(40), 2));
+    // Within the TTL after the last connection left, groups are still kept…
+    hub.disconnect(&mut engine, 1);
+    hub.publish(&engine, &[group(4)], 900);
+    assert_eq!(hub.backlog().len(), 2);
+    assert!(hub.backlog().can_continue(&"r".repeat(40), 2));
+    // …and past it the backlog is released: an old offset resyncs in full.
+    hub.publish(&engine, &[group(5)], 5000);
+    assert_eq!((hub.backlog().len(), hub.backlog().bytes()), (0, 0));
+    assert!(!hub.backlog().can_continue(&"r".repeat(40), 4));
+    assert!(hub.backlog().can_continue(&"r".repeat(40), 5));
+}
