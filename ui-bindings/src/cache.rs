@@ -78,7 +78,22 @@ struct Inner {
     writes: RefCell<HashMap<u64, WriteDone>>,
     /// Cross-tab sharing, when the cache names a channel.
     tabs: RefCell<Option<Tabs>>,
+    /// The JS hot path's memo: key (a JS string) → the value `get` returned, for string
+    /// keys without a TTL; every notice about a key removes it (see `js.rs` `get`).
+    memo: RefCell<Option<js_sys::Map>>,
 }
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // JS may still hold the memo (the fast `get`): empty, it answers nothing stale.
+        if let Some(memo) = self.memo.get_mut() {
+            memo.clear();
+        }
+    }
+}
+
+/// Memo entries kept at most; past it the memo starts over (bounds the JS memory).
+const MEMO_MAX: u32 = 10_000;
 
 /// Called once when a write settles.
 pub type WriteDone = Box<dyn FnOnce(Settled)>;
@@ -138,12 +153,62 @@ impl Cache {
                 link: RefCell::new(None),
                 writes: RefCell::new(HashMap::new()),
                 tabs: RefCell::new(None),
+                memo: RefCell::new(None),
             }),
         };
         if let Some(name) = options.channel.as_deref().filter(|n| !n.is_empty()) {
             tabs::start(&cache, name);
         }
         Ok(cache)
+    }
+
+    /// Lets the JS `get` memoize values (unless every read must count for LRU/LFU).
+    pub(crate) fn enable_memo(&self) {
+        let mut core = self.inner.core.borrow_mut();
+        if core.reads_are_free() && !core.is_closed() {
+            core.set_dirty_tracking(true);
+            *self.inner.memo.borrow_mut() = Some(js_sys::Map::new());
+        }
+    }
+
+    /// Remembers what `get(key)` answered (a string key with no TTL).
+    pub(crate) fn memo_set(&self, key: &wasm_bindgen::JsValue, value: &wasm_bindgen::JsValue) {
+        if let Some(memo) = self.inner.memo.borrow().as_ref() {
+            if memo.size() >= MEMO_MAX {
+                memo.clear();
+            }
+            memo.set(key, value);
+        }
+    }
+
+    /// Whether `get` may use a direct lookup (no LRU/LFU bookkeeping needed).
+    pub(crate) fn memo_enabled(&self) -> bool {
+        self.inner.memo.borrow().is_some()
+    }
+
+    /// The memo itself, for the JS-side fast `get`.
+    pub(crate) fn memo_map(&self) -> Option<js_sys::Map> {
+        self.inner.memo.borrow().clone()
+    }
+
+    /// A live string key's value and whether it has a TTL, without the command machinery.
+    pub(crate) fn peek_string(&self, key: &[u8]) -> Option<(Bytes, bool)> {
+        self.inner.core.borrow().peek_string(key, now_ms())
+    }
+
+    /// Drops changed keys from the memo, at once: a listener reading a key written in the
+    /// same delivery must not see its old value.
+    fn invalidate(&self) {
+        let memo = self.inner.memo.borrow();
+        let Some(memo) = memo.as_ref() else { return };
+        let Some(dirty) = self.inner.core.borrow_mut().take_dirty() else { return };
+        if dirty.whole {
+            memo.clear();
+        } else {
+            for k in dirty.keys {
+                memo.delete(&wasm_bindgen::JsValue::from_str(&String::from_utf8_lossy(&k)));
+            }
+        }
     }
 
     pub(crate) fn tabs_mut(&self) -> RefMut<'_, Option<Tabs>> {
@@ -400,6 +465,9 @@ impl Cache {
         // Releases the lock (the next tab leads) and the channel's closures.
         let tabs = self.inner.tabs.borrow_mut().take();
         drop(tabs);
+        if let Some(memo) = self.inner.memo.borrow_mut().take() {
+            memo.clear();
+        }
         let (keys, statuses) = self.inner.core.borrow_mut().close();
         let timer = self.inner.timer.borrow_mut().take();
         for l in &statuses {
@@ -427,6 +495,7 @@ impl Cache {
 
     /// [`Cache::settle`], also settling the writes the hub answered.
     pub(crate) fn settle_now(&self) {
+        self.invalidate();
         if self.inner.delivering.get() {
             return;
         }

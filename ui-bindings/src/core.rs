@@ -202,6 +202,9 @@ pub struct CacheCore {
     /// Keys of the notices since the last [`CacheCore::take_tap`], while tapping (a leader
     /// tab sends their new values to the other tabs).
     tap: Option<Tapped>,
+    /// Keys of every notice (tabs' changes included) since the last
+    /// [`CacheCore::take_dirty`], while a host keeps a read memo.
+    dirty: Option<Tapped>,
 }
 
 /// The keys that changed since the last [`CacheCore::take_tap`].
@@ -211,6 +214,21 @@ pub struct Tapped {
     pub whole: bool,
     /// The keys that changed, in notice order, deduplicated.
     pub keys: Vec<Bytes>,
+    seen: HashSet<Bytes>,
+}
+
+impl Tapped {
+    fn record(&mut self, key: &Option<Bytes>) {
+        match key {
+            None => {
+                self.whole = true;
+                self.keys.clear();
+                self.seen.clear();
+            }
+            Some(k) if !self.whole && self.seen.insert(k.clone()) => self.keys.push(k.clone()),
+            Some(_) => {}
+        }
+    }
 }
 
 impl fmt::Debug for CacheCore {
@@ -244,6 +262,7 @@ impl CacheCore {
             settled: Vec::new(),
             problems: Vec::new(),
             tap: None,
+            dirty: None,
         }
     }
 
@@ -285,8 +304,9 @@ impl CacheCore {
             return Submitted::Done(Reply::err(CLOSED));
         }
         if let Some(name) = args.first() {
-            let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-            if REFUSED.contains(&lower.as_str()) {
+            // No allocation on this path: every JS read comes through here.
+            if REFUSED.iter().any(|r| name.eq_ignore_ascii_case(r.as_bytes())) {
+                let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
                 return Submitted::Done(Reply::err(format!(
                     "ERR '{lower}' is not available in the browser cache (one session on database 0; use cache.multi for transactions)"
                 )));
@@ -497,13 +517,60 @@ impl CacheCore {
 
     fn push_notice(&mut self, notice: Notice) {
         if let Some(tap) = self.tap.as_mut() {
-            match &notice.key {
-                None => tap.whole = true,
-                Some(k) if !tap.whole && !tap.keys.contains(k) => tap.keys.push(k.clone()),
-                Some(_) => {}
-            }
+            tap.record(&notice.key);
+        }
+        self.push_untapped(notice);
+    }
+
+    /// A notice that is not this tab's to tell the others (it came from them).
+    fn push_untapped(&mut self, notice: Notice) {
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.record(&notice.key);
         }
         self.notices.push(notice);
+    }
+
+    /// Starts (or stops) recording the keys of every notice for [`CacheCore::take_dirty`]
+    /// (a host memoizing reads drops them from its memo).
+    pub fn set_dirty_tracking(&mut self, on: bool) {
+        self.dirty = on.then(Tapped::default);
+    }
+
+    /// The keys changed since the last call, if any.
+    pub fn take_dirty(&mut self) -> Option<Tapped> {
+        let dirty = self.dirty.as_mut()?;
+        if !dirty.whole && dirty.keys.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(dirty))
+    }
+
+    /// Whether reads may skip the engine's access bookkeeping (a direct lookup, a memo):
+    /// not when an LRU/LFU policy works against a cap, where every read must count.
+    pub fn reads_are_free(&self) -> bool {
+        let capped = self.config.maxkeys != 0 || self.config.maxmemory != 0;
+        let by_access = matches!(self.config.policy, Policy::AllKeysLru | Policy::VolatileLru | Policy::AllKeysLfu | Policy::VolatileLfu);
+        !(capped && by_access)
+    }
+
+    /// A string key's value for a hot read path, without the command machinery:
+    /// `Some((value, has_ttl))` for a live string key; `None` for anything else (missing,
+    /// expired, another type, closed), where the caller runs `GET` for Redis's exact
+    /// behaviour (lazy expiry, `WRONGTYPE`). Leaves access bookkeeping alone: use it only
+    /// when [`CacheCore::reads_are_free`].
+    pub fn peek_string(&self, key: &[u8], now_ms: u64) -> Option<(Bytes, bool)> {
+        if self.is_closed() {
+            return None;
+        }
+        let now = match &self.backend {
+            Backend::Synced(client) => client.hub_time(now_ms),
+            Backend::Local { .. } => now_ms,
+        };
+        let entry = self.engine().db(0)?.get(key)?;
+        if entry.is_expired(now) {
+            return None;
+        }
+        Some((entry.value.as_bytes()?, entry.expire_at != 0))
     }
 
     // ---- cross-tab (the host owns the channel and calls these) ----
@@ -560,7 +627,7 @@ impl CacheCore {
         engine.load_dbs(dbs);
         engine.take_events();
         engine.take_changes();
-        self.notices.push(Notice { key: None, event: "reset" });
+        self.push_untapped(Notice { key: None, event: "reset" });
         Ok(())
     }
 
@@ -582,12 +649,16 @@ impl CacheCore {
         engine.take_events();
         engine.take_changes();
         let mut seen: HashSet<&Bytes> = HashSet::new();
+        let mut notices = Vec::new();
         for c in &group.changes {
             match c.key() {
-                Some(k) if seen.insert(k) => self.notices.push(Notice { key: Some(k.clone()), event: "changed" }),
+                Some(k) if seen.insert(k) => notices.push(Notice { key: Some(k.clone()), event: "changed" }),
                 Some(_) => {}
-                None => self.notices.push(Notice { key: None, event: "reset" }),
+                None => notices.push(Notice { key: None, event: "reset" }),
             }
+        }
+        for n in notices {
+            self.push_untapped(n);
         }
     }
 
@@ -1020,7 +1091,8 @@ mod tests {
         leader.execute(&b(&["RPUSH", "l", "x", "y"]), T0);
         leader.execute(&b(&["HSET", "h", "f", "v"]), T0);
         let tapped = leader.take_tap();
-        assert_eq!(tapped, Tapped { whole: false, keys: vec![Bytes::from("a"), Bytes::from("l"), Bytes::from("h")] });
+        assert!(!tapped.whole);
+        assert_eq!(tapped.keys, vec![Bytes::from("a"), Bytes::from("l"), Bytes::from("h")]);
         let log: Log = Rc::default();
         listen(&mut follower, "*", "f", &log);
         let changes = leader.restore_changes(&tapped.keys);
@@ -1043,7 +1115,18 @@ mod tests {
         assert!(leader.take_tap().whole);
         leader.set_tap(false);
         leader.execute(&b(&["SET", "z", "1"]), T0);
-        assert_eq!(leader.take_tap(), Tapped::default());
+        assert!(leader.take_tap().keys.is_empty());
+        follower.set_dirty_tracking(true);
+        follower.execute(&b(&["SET", "d", "1"]), T0);
+        assert_eq!(follower.take_dirty().map(|d| d.keys), Some(vec![Bytes::from("d")]));
+        assert_eq!(follower.take_dirty(), None);
+        follower.apply_remote(&[Change { db: 0, args: b(&["SET", "e", "1"]) }], |_| false, T0);
+        assert_eq!(follower.take_dirty().map(|d| d.keys), Some(vec![Bytes::from("e")]));
+        assert_eq!(follower.peek_string(b"e", T0), Some((Bytes::from("1"), false)));
+        follower.execute(&b(&["SET", "x", "1", "PX", "10"]), T0);
+        assert_eq!(follower.peek_string(b"x", T0), Some((Bytes::from("1"), true)));
+        assert_eq!(follower.peek_string(b"x", T0 + 10), None, "expired: the caller runs GET");
+        assert_eq!(follower.peek_string(b"l", T0), None, "not a string");
         assert!(CacheCore::is_write(&b(&["SET", "k", "v"])) && CacheCore::is_write(&b(&["NOSUCH"])));
         assert!(!CacheCore::is_write(&b(&["GET", "k"])));
     }

@@ -68,17 +68,56 @@ export type ChangeListener = (key: string | null, event: string) => void;
 export type Unsubscribe = () => void;
 "#;
 
+#[wasm_bindgen(inline_js = r#"
+export function recachedFastGet(cache, memo) {
+  const slow = Object.getPrototypeOf(cache).get;
+  Object.defineProperty(cache, "get", {
+    value: function get(key) {
+      const hit = memo.get(key);
+      return hit !== undefined ? hit : slow.call(this, key);
+    },
+    writable: true,
+    configurable: true,
+  });
+  return cache;
+}
+"#)]
+extern "C" {
+    /// Gives the JS object of a cache its own `get`, answering from `memo` (a JS `Map`
+    /// kept by Rust: key → what `get` returned) before calling into wasm.
+    #[wasm_bindgen(js_name = recachedFastGet)]
+    fn fast_get(cache: JsValue, memo: &js_sys::Map) -> JsValue;
+}
+
 /// Creates a local cache: the engine in wasm memory, TTL and caps, no server needed.
-#[wasm_bindgen(js_name = createCache)]
-pub fn create_cache(
+///
+/// The JS object's `get` answers a repeated read of an unchanged string key without a
+/// TTL from a JS `Map` memo (no call into wasm, no string conversion); every change to a
+/// key removes it from the memo before any listener runs (docs/benchmarks.md).
+#[wasm_bindgen(js_name = createCache, unchecked_return_type = "Cache")]
+pub fn create_cache_js(
     #[wasm_bindgen(unchecked_optional_param_type = "CacheOptions")] options: Option<Object>,
-) -> Result<JsCache, JsError> {
+) -> Result<JsValue, JsError> {
+    let cache = create_cache(options)?;
+    let memo = cache.cache.memo_map();
+    let obj = JsValue::from(cache);
+    Ok(match memo {
+        Some(memo) => fast_get(obj, &memo),
+        None => obj,
+    })
+}
+
+/// [`create_cache_js`] for Rust callers (tests, apps mixing Rust and JS): the same cache,
+/// without the JS-side `get`.
+pub fn create_cache(options: Option<Object>) -> Result<JsCache, JsError> {
     console_error_panic_hook::set_once();
     let options = match options {
         Some(o) => parse_options(&o)?,
         None => CacheOptions { channel: Some(DEFAULT_CHANNEL.to_string()), ..CacheOptions::default() },
     };
-    Ok(JsCache { cache: Cache::new(&options)? })
+    let cache = Cache::new(&options)?;
+    cache.enable_memo();
+    Ok(JsCache { cache })
 }
 
 fn prop(obj: &JsValue, names: &[&str]) -> Option<JsValue> {
@@ -371,8 +410,27 @@ impl JsCache {
     // ---- reads: answered at once from wasm memory; an error reply is thrown ----
 
     /// `GET`: the value as text (non-UTF-8 bytes decode lossily; use `getBytes`).
+    ///
+    /// The hot path (docs/benchmarks.md): a repeated read of an unchanged string key with no
+    /// TTL is answered in JS from a `Map` memo of what `get` returned (see `createCache`;
+    /// every change notice drops the key from it); a first read looks the key up directly
+    /// and fills the memo. With an LRU/LFU policy and a cap, every read goes through the
+    /// engine instead, so that it counts as an access.
     #[wasm_bindgen(unchecked_return_type = "string | null")]
     pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue) -> Result<JsValue, JsValue> {
+        if self.cache.memo_enabled() && key.is_string() {
+            if let Some(name) = key.as_string() {
+                if let Some((value, expires)) = self.cache.peek_string(name.as_bytes()) {
+                    let js = text(&value);
+                    // A key with lone surrogates reads as another key (lossy UTF-8): never
+                    // memoize it under the JS string.
+                    if !expires && key.unchecked_ref::<js_sys::JsString>().is_valid_utf16() {
+                        self.cache.memo_set(&key, &js);
+                    }
+                    return Ok(js);
+                }
+            }
+        }
         bulk_text(self.key_cmd("GET", &key)?)
     }
 

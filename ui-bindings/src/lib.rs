@@ -75,4 +75,4 @@ pub use recached_engine::{Policy, Reply};
 #[cfg(target_arch = "wasm32")]
 pub use crate::cache::{live_closures, live_sockets, now_ms, Cache, WeakCache};
 #[cfg(target_arch = "wasm32")]
-pub use crate::js::{create_cache, JsCache};
+pub use crate::js::{create_cache, create_cache_js, JsCache};
