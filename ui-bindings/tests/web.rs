@@ -5,7 +5,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use recached_ui::{create_cache, live_closures, JsCache};
+use recached_ui::{create_cache, create_cache_js, live_closures, JsCache};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -464,4 +464,76 @@ async fn closures_and_memory_stay_flat_over_1000_caches() {
         "1000 caches: closures {closures_before}->{}, externrefs {refs}->{refs_after}, memory {mem} bytes",
         live_closures()
     )));
+}
+
+/// `get` as JS calls it on the object `createCache` returns (the memoizing fast path).
+fn js_get(obj: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    let get: Function = Reflect::get(obj, &s("get")).unwrap().unchecked_into();
+    get.call1(obj, &s(key))
+}
+
+fn js_call(obj: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let f: Function = Reflect::get(obj, &s(method)).unwrap().unchecked_into();
+    f.apply(obj, &args.iter().collect::<Array>()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn the_memoized_get_never_answers_a_stale_value() {
+    let c = create_cache_js(Some(obj(&[("channel", JsValue::FALSE)]))).map_err(JsValue::from).unwrap();
+    let own = Reflect::get_own_property_descriptor(c.unchecked_ref::<Object>(), &s("get")).unwrap();
+    assert!(!own.is_undefined(), "createCache gives the object its own get");
+    let set = |k: &str, v: &str| js_call(&c, "set", &[s(k), s(v)]);
+    let cmd = |args: &[&str]| js_call(&c, "command", &[strs(args)]);
+    set("k", "v1");
+    assert_eq!(js_get(&c, "k").unwrap(), s("v1"));
+    assert_eq!(js_get(&c, "k").unwrap(), s("v1"), "a hit");
+    set("k", "v2");
+    assert_eq!(js_get(&c, "k").unwrap(), s("v2"), "a write drops the key");
+    cmd(&["APPEND", "k", "!"]);
+    assert_eq!(js_get(&c, "k").unwrap(), s("v2!"));
+    cmd(&["RENAME", "k", "r"]);
+    assert_eq!(js_get(&c, "k").unwrap(), JsValue::NULL);
+    assert_eq!(js_get(&c, "r").unwrap(), s("v2!"));
+    cmd(&["INCRBY", "n", "5"]);
+    assert_eq!(js_get(&c, "n").unwrap(), s("5"));
+    cmd(&["INCR", "n"]);
+    assert_eq!(js_get(&c, "n").unwrap(), s("6"), "integers too");
+    cmd(&["FLUSHALL"]);
+    assert_eq!(js_get(&c, "r").unwrap(), JsValue::NULL, "a flush clears the memo");
+    // A key with a TTL is never memoized: null right after its deadline, timer or not.
+    js_call(&c, "set", &[s("t"), s("v"), obj_px(30)]);
+    assert_eq!(js_get(&c, "t").unwrap(), s("v"));
+    let start = js_sys::Date::now();
+    while js_sys::Date::now() - start < 31.0 {}
+    assert_eq!(js_get(&c, "t").unwrap(), JsValue::NULL, "expired before the timer ran");
+    // EXPIRE on a memoized key drops it (then it is read through the engine).
+    set("e", "v");
+    js_get(&c, "e").unwrap();
+    cmd(&["PEXPIRE", "e", "20"]);
+    sleep(40).await;
+    assert_eq!(js_get(&c, "e").unwrap(), JsValue::NULL);
+    // A listener that writes a key and reads it back sees the new value.
+    set("b", "old");
+    js_get(&c, "b").unwrap();
+    let seen = Array::new();
+    let make = Function::new_with_args("cache, seen", "return (k, e) => { cache.set('b', 'new'); seen.push(cache.get('b')); }");
+    let listener: Function = make.call2(&JsValue::NULL, &c, &seen).unwrap().unchecked_into();
+    js_call(&c, "on", &[s("a"), listener.into()]);
+    set("a", "1");
+    assert_eq!(seen.to_vec(), vec![s("new")]);
+    assert_eq!(js_get(&c, "b").unwrap(), s("new"));
+    // WRONGTYPE still throws; a closed cache throws instead of answering from the memo.
+    cmd(&["HSET", "h", "f", "v"]);
+    assert!(js_get(&c, "h").is_err());
+    js_call(&c, "close", &[]);
+    assert!(js_get(&c, "b").is_err(), "closed: no stale answer");
+    // With an LRU cap there is no memo: the object keeps the prototype's get.
+    let lru = create_cache_js(Some(obj(&[("channel", JsValue::FALSE), ("maxKeys", JsValue::from(10))]))).unwrap();
+    let own = Reflect::get_own_property_descriptor(lru.unchecked_ref::<Object>(), &s("get")).unwrap();
+    assert!(own.is_undefined(), "every read counts for LRU");
+    js_call(&lru, "close", &[]);
+}
+
+fn obj_px(ms: i32) -> JsValue {
+    obj(&[("px", JsValue::from(ms))]).into()
 }
