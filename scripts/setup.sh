@@ -40,6 +40,14 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BIND
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
+# --- trunk (builds demo-app; Trunk.toml) -------------------------------------------------
+# 0.21.14 with --locked: 0.22 needs a newer rustc (TOOLCHAIN.md). ~10 min when missing.
+TRUNK_VERSION=0.21.14
+if [ "$("$(command -v trunk || echo "$HOME/.cargo/bin/trunk")" --version 2>/dev/null || true)" != "trunk $TRUNK_VERSION" ]; then
+  log "cargo install trunk $TRUNK_VERSION (~10 min)"
+  cargo install trunk --version "$TRUNK_VERSION" --locked
+fi
+
 # --- Python clients (venv) ------------------------------------------------------
 VENV="$TOOLS/venv"
 if [ ! -x "$VENV/bin/python" ]; then

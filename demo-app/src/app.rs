@@ -52,7 +52,9 @@ struct Conn {
 pub fn App() -> impl IntoView {
     let params = Params::from_query(&location_search());
     let user = params.user.clone().unwrap_or_else(stored_or_random_user);
-    let cache = Cache::new(&CacheOptions::default()).expect("the default cache options are valid");
+    // Tabs of this browser with the same user and hub share one cache (and one socket).
+    let options = CacheOptions { channel: Some(setup::channel_name(&user, &params.hub)), ..CacheOptions::default() };
+    let cache = Cache::new(&options).expect("the cache options are valid");
     provide_cache(cache.clone());
     let cache: CacheRef = StoredValue::new_local(cache);
     let tick = RwSignal::new(0u64);
@@ -187,7 +189,7 @@ fn heartbeat(cache: CacheRef, user: String) {
     let beat = move || {
         let _ = cache.try_with_value(|c| {
             if c.status() == Status::Live {
-                c.cmd(&["SET", &key, &since.to_string(), "PX", &setup::PRESENCE_TTL_MS.to_string()]);
+                crate::views::send(c, &["SET", &key, &since.to_string(), "PX", &setup::PRESENCE_TTL_MS.to_string()]);
             }
         });
     };

@@ -148,6 +148,13 @@ pub fn demo_patterns(user: &str) -> Vec<String> {
     vec!["demo:*".to_string(), PRESENCE_PATTERN.to_string(), FLAG_PATTERN.to_string(), format!("cart:{user}:*")]
 }
 
+/// The cross-tab channel of a page: tabs of one browser showing the same user on the same
+/// hub share one cache (one WebSocket, held by the leader tab); another user or hub in the
+/// same browser gets its own.
+pub fn channel_name(user: &str, hub: &str) -> String {
+    format!("recached-demo:{user}@{hub}")
+}
+
 /// The heartbeat key of `user`.
 pub fn presence_key(user: &str) -> String {
     format!("presence:{user}")
@@ -222,6 +229,7 @@ mod tests {
         assert!(valid_user("alice") && valid_user("guest-42") && valid_user("a_b"));
         assert!(!valid_user("") && !valid_user(&"x".repeat(33)) && !valid_user("a:b") && !valid_user("a?") && !valid_user("é"));
         assert_eq!(presence_key("bob"), "presence:bob");
+        assert_eq!(channel_name("bob", DEFAULT_HUB), "recached-demo:bob@ws://127.0.0.1:6380");
         assert_eq!(cart_key("bob"), "cart:bob:items");
         assert_eq!(foreign_cart_key("bob"), "cart:mallory:items");
         assert_eq!(foreign_cart_key("mallory"), "cart:trudy:items");

@@ -16,6 +16,13 @@ use crate::app::{use_tick, CacheRef};
 use crate::setup::{self, cart_key, cart_total, is_on, COUNTER_KEY, FLAG_PATTERN, PRESENCE_PATTERN, PRODUCTS};
 use crate::show;
 
+/// Sends a write (applied at once; counted in `Cache::pending_writes` until the hub
+/// confirms it, which the header shows).
+pub(crate) fn send(c: &Cache, args: &[&str]) {
+    let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+    c.write(&args, |_| {});
+}
+
 fn cache_ref() -> CacheRef {
     StoredValue::new_local(use_cache())
 }
@@ -37,7 +44,7 @@ pub fn Counter() -> impl IntoView {
             <h2>"Shared counter"</h2>
             <p class="big" data-testid="counter-value">{move || value.get().unwrap_or_else(|| "0".into())}</p>
             <button data-testid="counter-inc" on:click=move |_| {
-                cache.with_value(|c| c.cmd(&["INCR", COUNTER_KEY]));
+                cache.with_value(|c| send(c, &["INCR", COUNTER_KEY]));
             }>"+1"</button>
             <p class="hint">"Every page sees the same number. Try " <code>"redis-cli INCRBY demo:counter 10"</code></p>
         </section>
@@ -105,15 +112,15 @@ pub fn Cart(user: String) -> impl IntoView {
                         let q = qty(p.id);
                         cache.with_value(|c| {
                             if q > 1 {
-                                c.cmd(&["HINCRBY", &del_key, p.id, "-1"]);
+                                send(c, &["HINCRBY", &del_key, p.id, "-1"]);
                             } else if q == 1 {
-                                c.cmd(&["HDEL", &del_key, p.id]);
+                                send(c, &["HDEL", &del_key, p.id]);
                             }
                         });
                     }>"−"</button>
                     <span class="qty" data-testid=format!("cart-qty-{}", p.id)>{move || qty(p.id)}</span>
                     <button class="small" data-testid=format!("cart-add-{}", p.id) on:click=move |_| {
-                        cache.with_value(|c| c.cmd(&["HINCRBY", &add_key, p.id, "1"]));
+                        cache.with_value(|c| send(c, &["HINCRBY", &add_key, p.id, "1"]));
                     }>"+"</button>
                 </li>
             }

@@ -136,12 +136,15 @@ pub struct Args {
     /// Runtime worker threads; 1 runs everything on one thread, like Redis.
     #[arg(long = "io-threads", env = "RECACHED_IO_THREADS")]
     pub io_threads: Option<String>,
+    /// Dev mode: `GET /dev/token?user=NAME` on the sync port mints demo tokens; loopback only.
+    #[arg(long, env = "RECACHED_DEV", value_name = "yes|no", num_args = 0..=1, default_missing_value = "yes")]
+    pub dev: Option<String>,
 }
 
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 31] = [
+        let all: [(&'static str, &Option<String>); 32] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -173,6 +176,7 @@ impl Args {
             ("sync-max-sockets-per-ip", &self.sync_max_sockets_per_ip),
             ("sync-hub-id", &self.sync_hub_id),
             ("io-threads", &self.io_threads),
+            ("dev", &self.dev),
         ];
         all.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
     }
@@ -301,6 +305,8 @@ pub struct Settings {
     pub sync_hub_id: String,
     /// `io-threads`: tokio worker threads (1: a single-threaded runtime).
     pub io_threads: usize,
+    /// `dev`: mint demo tokens on `GET /dev/token` (loopback only; [`crate::dev`]).
+    pub dev: bool,
 }
 
 impl Default for Settings {
@@ -346,6 +352,7 @@ impl Default for Settings {
             sync_max_sockets_per_ip: 2048,
             sync_hub_id: "recached".to_string(),
             io_threads: 1,
+            dev: false,
         }
     }
 }
@@ -407,6 +414,7 @@ pub static PARAMS: &[Param] = &[
     p("sync-max-sockets-per-ip", false),
     p("sync-hub-id", false),
     p("io-threads", false),
+    p("dev", false),
 ];
 
 /// Finds a parameter by name, case-insensitively.
@@ -589,6 +597,7 @@ impl Settings {
                 self.sync_hub_id = value.to_string()
             }
             "io-threads" => self.io_threads = parse_int(value, 1, 128)? as usize,
+            "dev" => self.dev = parse_bool(value)?,
             _ => return Err(format!("unknown parameter '{}'", name)),
         }
         Ok(())
@@ -638,6 +647,7 @@ impl Settings {
             "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip.to_string(),
             "sync-hub-id" => self.sync_hub_id.clone(),
             "io-threads" => self.io_threads.to_string(),
+            "dev" => yes_no(self.dev),
             _ => return None,
         })
     }

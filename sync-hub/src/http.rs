@@ -10,6 +10,7 @@
 //! | `POST /pipeline`, `POST /multi-exec` | an array of those |
 //! | `GET/POST/PUT /<command>/<arg>/…` | Upstash's path form |
 //! | `OPTIONS *` | CORS preflight |
+//! | `GET /dev/token?user=NAME` | a demo token, only in dev mode ([`crate::dev`]); else 404 |
 //!
 //! Connections are HTTP/1.1 keep-alive; every read is bounded (head 16 KiB within the
 //! handshake timeout, body `sync-max-message`), and every connection on the port holds a
@@ -367,6 +368,16 @@ fn route(shared: &Shared, sync: &SyncShared, head: &Head, body: &[u8]) -> Respon
     }
     if !matches!(method, "GET" | "POST" | "PUT") {
         return Response::error(405, "method not allowed");
+    }
+    if head.path == "/dev/token" {
+        // Before authentication: this is where a dev-mode page gets its token. 404 unless
+        // the hub runs with --dev (crate::dev).
+        let query = api::parse_query(&head.query).unwrap_or_default();
+        let user = query.iter().find(|(k, _)| k == b"user").map(|(_, v)| v.as_slice());
+        let (status, body) = crate::dev::token_answer(&shared.lock().hub.settings, user, now_ms());
+        let mut r = Response::json(status, &body);
+        r.extra.push(("cache-control", "no-store".to_string()));
+        return r;
     }
     if let Some(origin) = head.header_str("origin") {
         if !origin_allowed(&sync.limits.allowed_origins, Some(origin)) {

@@ -22,6 +22,7 @@
 //! - [`ws`]: WebSocket live sync around the engine's `sync::SyncHub`: the change-stream
 //!   sink, the tick; [`socket`]: a socket's outbound side (written through, or queued and
 //!   bounded); [`tokens`]: static tokens, the token rules, `RECACHED.TOKEN`.
+//! - [`dev`]: dev mode (`--dev`): demo tokens on `GET /dev/token`, loopback only.
 //!
 //! # Example
 //! ```no_run
@@ -41,6 +42,7 @@ pub mod auth;
 pub mod blocking;
 pub mod commands;
 pub mod config;
+pub mod dev;
 pub mod expiry;
 pub mod http;
 pub mod hub;

@@ -38,6 +38,9 @@ pub enum HubError {
          bind to 127.0.0.1, or pass --protected-mode no if the network is trusted"
     )]
     Protected(String),
+    /// Dev mode refused (it listens on loopback only).
+    #[error("{0}")]
+    Dev(String),
 }
 
 /// Redis's answer to a connection over `maxclients`.
@@ -74,7 +77,8 @@ struct SyncPort {
 
 impl Server {
     /// Binds every `bind` address on `port` (port 0 picks one free port for all).
-    pub async fn bind(settings: Settings) -> Result<Server, HubError> {
+    pub async fn bind(mut settings: Settings) -> Result<Server, HubError> {
+        crate::dev::prepare(&mut settings).map_err(HubError::Dev)?;
         if settings.protected_mode && settings.requirepass.is_empty() && settings.binds_beyond_loopback() {
             return Err(HubError::Protected(settings.bind.join(" ")));
         }
