@@ -90,7 +90,7 @@ def wait_ping(port, timeout=20):
 class Server:
     """One server process: the hub (reads its Ready line) or redis-server."""
 
-    def __init__(self, name, binary, redis_ports):
+    def __init__(self, name, binary, redis_ports, extra=()):
         self.name = name
         self.binary = binary
         self.is_redis = os.path.basename(binary).startswith("redis-server")
@@ -100,7 +100,7 @@ class Server:
             args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                     "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
         else:
-            args = [binary, "--port", "0", "--ws-port", "0", "--bind", "127.0.0.1"]
+            args = [binary, "--port", "0", "--ws-port", "0", "--bind", "127.0.0.1", *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         CHILDREN.append(self.proc)
@@ -128,6 +128,12 @@ class Server:
     def _drain(self):
         for _ in self.proc.stdout:
             pass
+
+    def cpu_seconds(self):
+        """User + system CPU the server process has used so far (/proc/<pid>/stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -202,6 +208,7 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "recached-target"))
     ap.add_argument("--hub-bin", default=os.path.join(target, "release", "recached"))
+    ap.add_argument("--hub-args", default="", help="extra hub flags, e.g. '--io-threads 2'")
     ap.add_argument("--redis-bin", default="redis-server")
     ap.add_argument("--redis-ports", default=os.environ.get("BENCH_REDIS_PORTS", "7290-7299"))
     ap.add_argument("--tests", default=",".join(TESTS))
@@ -224,23 +231,27 @@ def main():
     results = {}  # (P, test, name) -> (rps, p99)
     mem = {}
     try:
-        hub = Server("hub", a.hub_bin, (lo, hi))
+        hub = Server("hub", a.hub_bin, (lo, hi), a.hub_args.split())
         red = Server("redis", a.redis_bin, (lo, hi))
         for P in pipelines:
             for i, test in enumerate(tests):
                 order = [hub, red] if i % 2 == 0 else [red, hub]
                 for _ in range(a.rounds):
                     for s in order:
+                        cpu0 = s.cpu_seconds()
                         rps, p99 = bench(s.port, test, P, a.clients, a.requests)
+                        # Server CPU per request: unlike req/s and p99 it hardly depends
+                        # on what else the shared machine is running.
+                        us = (s.cpu_seconds() - cpu0) * 1e6 / a.requests
                         best = results.get((P, test, s.name))
                         if best is None or rps > best[0]:
-                            results[(P, test, s.name)] = (rps, p99)
-                        log(f"P={P:<2} {test:<6} {s.name:<5} {rps:>12,.0f} req/s  p99 {p99:.3f} ms")
+                            results[(P, test, s.name)] = (rps, p99, us)
+                        log(f"P={P:<2} {test:<6} {s.name:<5} {rps:>12,.0f} req/s  p99 {p99:.3f} ms  cpu {us:.2f} us/req")
         hub.stop()
         red.stop()
         if a.keys:
             for name, binary in (("hub", a.hub_bin), ("redis", a.redis_bin)):
-                s = Server(name, binary, (lo, hi))
+                s = Server(name, binary, (lo, hi), a.hub_args.split() if name == "hub" else ())
                 before, after, dbsize = load_keys(s, a.keys, a.value_len)
                 mem[name] = (before, after, dbsize)
                 log(f"{name}: RSS {before} kB -> {after} kB with {dbsize} keys")
@@ -250,29 +261,31 @@ def main():
 
     out = []
     out.append(f"redis-benchmark -c {a.clients} -n {a.requests} -t <test> -P <P> --csv; best of {a.rounds}; "
-               f"hub = {os.path.basename(a.hub_bin)}, redis = {run([a.redis_bin, '--version'], 10).split()[2]}")
+               f"hub = {os.path.basename(a.hub_bin)} {a.hub_args}".rstrip() + f", redis = {run([a.redis_bin, '--version'], 10).split()[2]}")
     out.append("")
-    out.append("| P | test | hub req/s | redis req/s | hub/redis | hub p99 ms | redis p99 ms | p99 hub/redis |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| P | test | hub req/s | redis req/s | hub/redis | hub p99 ms | redis p99 ms | p99 hub/redis | hub CPU µs/req | redis CPU µs/req | CPU hub/redis |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = []
     for P in pipelines:
-        ratios, p99r = [], []
+        ratios, p99r, cpur = [], [], []
         for test in tests:
             h, r = results[(P, test, "hub")], results[(P, test, "redis")]
             ratio = h[0] / r[0]
             pr = h[1] / r[1] if r[1] > 0 else float("nan")
             ratios.append(ratio)
             p99r.append(pr)
-            out.append(f"| {P} | {test} | {h[0]:,.0f} | {r[0]:,.0f} | {ratio:.2f} | {h[1]:.3f} | {r[1]:.3f} | {pr:.2f} |")
-        gm, gp = geomean(ratios), geomean(p99r)
-        out.append(f"| {P} | **geo-mean** | | | **{gm:.2f}** | | | **{gp:.2f}** |")
-        summary.append((P, gm, gp))
+            cr = h[2] / r[2] if r[2] > 0 else float("nan")
+            cpur.append(cr)
+            out.append(f"| {P} | {test} | {h[0]:,.0f} | {r[0]:,.0f} | {ratio:.2f} | {h[1]:.3f} | {r[1]:.3f} | {pr:.2f} | {h[2]:.2f} | {r[2]:.2f} | {cr:.2f} |")
+        gm, gp, gc = geomean(ratios), geomean(p99r), geomean(cpur)
+        out.append(f"| {P} | **geo-mean** | | | **{gm:.2f}** | | | **{gp:.2f}** | | | **{gc:.2f}** |")
+        summary.append((P, gm, gp, gc))
     out.append("")
-    for P, gm, gp in summary:
+    for P, gm, gp, gc in summary:
         target = 1.3 if P > 1 else 1.0
         out.append(f"- P={P}: throughput geo-mean hub/redis {gm:.2f} (target >= {target}: "
                    f"{'met' if gm >= target else 'MISSED'}); p99 geo-mean hub/redis {gp:.2f} "
-                   f"(target <= 1.0: {'met' if gp <= 1.0 else 'MISSED'})")
+                   f"(target <= 1.0: {'met' if gp <= 1.0 else 'MISSED'}); server CPU per request hub/redis {gc:.2f}")
     if mem:
         out.append("")
         out.append(f"| memory ({a.keys:,} keys, {a.value_len}-byte values) | RSS before kB | RSS after kB | keys | bytes/key |")

@@ -6,6 +6,12 @@ use clap::Parser;
 use recached_hub::{Args, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: the hub allocates per command (arguments, change
+/// records, replies) and glibc's malloc/free were ~17% of its CPU in pipelined SET
+/// (perf, docs/benchmarks.md); Redis ships jemalloc for the same reason.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let settings = match Settings::from_args(&args) {
