@@ -347,9 +347,10 @@ impl Cache {
         self.inner.link.borrow_mut()
     }
 
-    /// Writes still waiting for the hub.
+    /// Writes still waiting for the hub (or, in a follower tab, for the leader's answer).
     pub fn pending_writes(&self) -> usize {
-        self.inner.writes.borrow().len()
+        let relayed = self.inner.tabs.borrow().as_ref().map_or(0, |t| t.waiting());
+        self.inner.writes.borrow().len() + relayed
     }
 
     /// The value of a string key.

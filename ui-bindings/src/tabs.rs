@@ -135,6 +135,11 @@ impl Drop for Tabs {
 }
 
 impl Tabs {
+    /// This follower's writes not yet answered, and writes held until the role is known.
+    pub(crate) fn waiting(&self) -> usize {
+        self.forwarded.len() + self.queue.len()
+    }
+
     /// Follower writes still waiting for the leader (their promises are open).
     pub(crate) fn take_forwarded(&mut self) -> Vec<WriteDone> {
         self.in_flight.clear();

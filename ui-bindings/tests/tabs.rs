@@ -181,7 +181,9 @@ async fn with_a_hub_one_tab_holds_the_socket_and_the_other_follows() {
     let key = format!("{prefix}k");
     let p = b.set(s(&key), s("v"), None);
     assert_eq!(b.get(s(&key)).unwrap(), s("v"), "applied in b at once");
+    assert_eq!(b.pending_writes(), 1.0, "waiting for the leader's answer");
     assert_eq!(settle(p).await.unwrap(), s("OK"));
+    assert_eq!(b.pending_writes(), 0.0);
     assert_eq!(a.get(s(&key)).unwrap(), s("v"));
     wait_until("the hub's other client to see b's write", 5000.0, || other.get(s(&key)).unwrap() == s("v")).await;
     // A change from elsewhere reaches both tabs.
