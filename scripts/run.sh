@@ -2,7 +2,7 @@
 # Runs the product: the hub on 127.0.0.1:6379 (RESP) and :6380 (WebSocket sync + HTTP) in
 # dev mode (it mints demo tokens, loopback only: docs/protocol.md §14), in memory, and the
 # demo app on http://127.0.0.1:8080/. Installs what it needs first (idempotent), builds the
-# hub and the demo (release; the demo into ~/.cache/recached-demo, outside the clone).
+# hub and the demo (release; the demo into ~/.cache/recached-demo/dist, outside the clone).
 # Extra arguments go to `recached` (e.g. ./scripts/run.sh --maxmemory 100mb). Ctrl-C stops
 # everything.
 #   ./scripts/run.sh
@@ -18,7 +18,8 @@ step() { printf '\033[1;32m==> %s\033[0m\n' "$*"; }
 RESP_PORT="${RECACHED_PORT:-6379}"
 WS_PORT="${RECACHED_WS_PORT:-6380}"
 PAGE_PORT="${RECACHED_DEMO_PORT:-8080}"
-DIST="${RECACHED_DEMO_DIST:-$HOME/.cache/recached-demo}"
+DEMO_HOME="$HOME/.cache/recached-demo"
+DIST="${RECACHED_DEMO_DIST:-$DEMO_HOME/dist}"
 
 step "building recached (release)"
 cargo build --release -p recached-hub --bin recached
@@ -41,6 +42,15 @@ stop() {
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
+
+# One token secret per machine (not per run): a page left open keeps its dev token across
+# a restart of this script, so it reconnects and resends what it wrote meanwhile.
+# --sync-secret on the command line (or RECACHED_SYNC_SECRET) wins.
+mkdir -p "$DEMO_HOME"
+if [ ! -s "$DEMO_HOME/dev-secret" ]; then
+  (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DEMO_HOME/dev-secret")
+fi
+export RECACHED_SYNC_SECRET="${RECACHED_SYNC_SECRET:-$(cat "$DEMO_HOME/dev-secret")}"
 
 step "starting recached in dev mode on 127.0.0.1:$RESP_PORT (RESP) and :$WS_PORT (sync + HTTP)"
 "$HUB_BIN" --dev --bind 127.0.0.1 --port "$RESP_PORT" --ws-port "$WS_PORT" "$@" &

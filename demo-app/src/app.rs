@@ -15,9 +15,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::setup::{self, is_on, DevToken, Params};
 use crate::views::{Cart, Counter, Flags, Inspector, Presence};
 
-/// Not live for this long with a dev token: ask for a fresh one and connect again (the
-/// hub restarted with another secret, or the token expired; the client stops on a
-/// refused token rather than retrying it).
+/// Hub up but page not live for this long (dev tokens only): ask for a fresh token and
+/// connect again. Longer than the client's longest reconnect backoff (10 s).
 const REFRESH_AFTER_MS: u32 = 12_000;
 /// Retry period while the hub's token endpoint cannot be reached.
 const RETRY_FETCH_MS: u32 = 3_000;
@@ -158,27 +157,64 @@ fn start(cache: CacheRef, params: Params, user: String, conn: RwSignal<Conn>) {
     });
 }
 
-/// Reconnects with a fresh dev token when the page has not been live for a while, and
-/// retries an unreachable token endpoint.
+/// Reconnects with a fresh dev token when the hub is up but the page has not gone live
+/// for [`REFRESH_AFTER_MS`] (the hub restarted with another secret, or the token expired:
+/// the client stops on a refused token rather than retrying it), and retries an
+/// unreachable token endpoint. While the hub is down it does nothing: the client's own
+/// backoff reconnects with the same token and resends the writes made meanwhile, which a
+/// new connection would refuse.
 fn watchdog(cache: CacheRef, params: Params, user: String, conn: RwSignal<Conn>) {
     if params.token.is_some() {
         return;
     }
-    let not_live_ms = Rc::new(Cell::new(0u32));
     const STEP_MS: u32 = 1_000;
+    let Ok(health) = setup::health_url(&params.hub) else { return };
+    let not_live_ms = Rc::new(Cell::new(0u32));
+    let up_not_live_ms = Rc::new(Cell::new(0u32));
+    let probing = Rc::new(Cell::new(false));
     set_interval(
         move || {
             let live = cache.try_with_value(|c| c.status() == Status::Live).unwrap_or(false);
-            not_live_ms.set(if live { 0 } else { not_live_ms.get() + STEP_MS });
-            let failed = conn.with_untracked(|c| c.error.is_some());
-            let due = if failed { RETRY_FETCH_MS } else { REFRESH_AFTER_MS };
-            if not_live_ms.get() >= due {
+            if live {
                 not_live_ms.set(0);
-                start(cache, params.clone(), user.clone(), conn);
+                up_not_live_ms.set(0);
+                return;
             }
+            not_live_ms.set(not_live_ms.get() + STEP_MS);
+            if conn.with_untracked(|c| c.error.is_some()) {
+                // Never connected: keep asking for a token.
+                if not_live_ms.get() >= RETRY_FETCH_MS {
+                    not_live_ms.set(0);
+                    start(cache, params.clone(), user.clone(), conn);
+                }
+                return;
+            }
+            if probing.replace(true) {
+                return;
+            }
+            let (health, params, user) = (health.clone(), params.clone(), user.clone());
+            let (up_not_live_ms, probing) = (up_not_live_ms.clone(), probing.clone());
+            spawn_local(async move {
+                let up = reachable(&health).await;
+                up_not_live_ms.set(if up { up_not_live_ms.get() + STEP_MS } else { 0 });
+                probing.set(false);
+                if up_not_live_ms.get() >= REFRESH_AFTER_MS {
+                    up_not_live_ms.set(0);
+                    start(cache, params, user, conn);
+                }
+            });
         },
         Duration::from_millis(STEP_MS as u64),
     );
+}
+
+/// Whether `GET url` answers 200.
+async fn reachable(url: &str) -> bool {
+    let Some(window) = web_sys::window() else { return false };
+    match JsFuture::from(window.fetch_with_str(url)).await {
+        Ok(r) => r.dyn_into::<web_sys::Response>().map(|r| r.ok()).unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 /// Keeps `presence:<user>` alive while live (a key with a TTL, renewed every

@@ -103,6 +103,16 @@ pub fn valid_user(name: &str) -> bool {
 /// The dev token endpoint of the hub at WebSocket URL `hub`, for `user`:
 /// `ws://h:p/…` → `http://h:p/dev/token?user=…` (`wss` → `https`).
 pub fn token_url(hub: &str, user: &str) -> Result<String, String> {
+    Ok(format!("{}/dev/token?user={}", http_base(hub)?, encode(user)))
+}
+
+/// The hub's health endpoint (`GET /healthz`), from its WebSocket URL.
+pub fn health_url(hub: &str) -> Result<String, String> {
+    Ok(format!("{}/healthz", http_base(hub)?))
+}
+
+/// `ws://h:p/…` → `http://h:p` (`wss` → `https`).
+fn http_base(hub: &str) -> Result<String, String> {
     let (scheme, rest) = hub.split_once("://").ok_or_else(|| format!("not a WebSocket URL: {hub}"))?;
     let http = match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => "http",
@@ -113,7 +123,7 @@ pub fn token_url(hub: &str, user: &str) -> Result<String, String> {
     if authority.is_empty() {
         return Err(format!("no host in {hub}"));
     }
-    Ok(format!("{http}://{authority}/dev/token?user={}", encode(user)))
+    Ok(format!("{http}://{authority}"))
 }
 
 /// The dev endpoint's answer (`GET /dev/token`): the token and the grant it carries.
@@ -242,6 +252,7 @@ mod tests {
         assert!(token_url("127.0.0.1:6380", "a").is_err());
         assert!(token_url("ftp://h", "a").is_err());
         assert!(token_url("ws://", "a").is_err());
+        assert_eq!(health_url("ws://127.0.0.1:6380/").unwrap(), "http://127.0.0.1:6380/healthz");
     }
 
     #[test]

@@ -46,4 +46,13 @@ test('two browser contexts: a click in one updates the other', { timeout: 90_000
   await screenshot(pa, '02-ann');
   await screenshot(pb, '02-ben');
   assert.ok((await textOf(pb, 'cart-intrude-result')).includes('NOPERM'));
+
+  // The README's picture (docs/screenshot.png is a copy of one): flags on, both online.
+  await backend.set('flag:banner', 'Flash sale: everything must go');
+  await backend.set('flag:new-checkout', 'on');
+  await waitText(pa, 'banner', 'Flash sale: everything must go');
+  await pa.locator('[data-testid="counter-inc"]').click();
+  await pa.waitForTimeout(300); // the inspector's flash, mid-way
+  await screenshot(pa, 'README-screenshot');
+  await backend.del('flag:banner', 'flag:new-checkout');
 });

@@ -91,6 +91,6 @@ echo "50-e2e: page $E2E_PAGE_URL, hub $E2E_HUB_WS (RESP $RESP_PORT), ${#tests[@]
 # browser). Each test has its own timeout; this bounds the whole run.
 status=0
 timeout 420 node --test --test-concurrency=1 --test-reporter=spec "${tests[@]}" 2>&1 | tee "$E2E_ARTIFACTS/tests.log" || status=$?
-grep -h "E2E-LATENCY" "$E2E_ARTIFACTS/tests.log" | sed 's/^ *# *//' || true
+grep -h "E2E-LATENCY" "$E2E_ARTIFACTS/tests.log" | sed 's/^ *# *//; s/^/50-e2e: /' || true
 echo "50-e2e: artifacts (screenshots, page logs, hub log, latency.json) in $E2E_ARTIFACTS"
 exit "$status"
