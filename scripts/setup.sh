@@ -48,6 +48,13 @@ if [ "$("$(command -v trunk || echo "$HOME/.cargo/bin/trunk")" --version 2>/dev/
   cargo install trunk --version "$TRUNK_VERSION" --locked
 fi
 
+# --- worker-build (edge-worker's wasm build; scripts/test.d/40-edge.sh) -----------------
+WORKER_BUILD_VERSION=0.8.7
+if [ "$("$(command -v worker-build || echo "$HOME/.cargo/bin/worker-build")" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
+  log "cargo install worker-build $WORKER_BUILD_VERSION (~7 min)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
+fi
+
 # --- Python clients (venv) ------------------------------------------------------
 VENV="$TOOLS/venv"
 if [ ! -x "$VENV/bin/python" ]; then

@@ -101,8 +101,10 @@ fn gen_write(rng: &mut Rng, keys: &Keys) -> Vec<Bytes> {
     vec![b("SET"), b(&keys.strings[0]), b("fallback")]
 }
 
-/// A write only the RESP writers make: keys crossing the `user:1:*` scope.
-fn gen_cross_scope(rng: &mut Rng) -> Vec<Vec<Bytes>> {
+/// A write only the RESP writers make: keys crossing the `user:1:*` scope. `MOVE` (to
+/// another database) only where the backend speaks RESP over TCP: a sync connection always
+/// uses database 0, so over a WebSocket backend the key leaves by `DEL` instead.
+fn gen_cross_scope(rng: &mut Rng, multi_db: bool) -> Vec<Vec<Bytes>> {
     let u1 = format!("user:1:k{}", rng.below(3));
     let u2 = format!("user:2:k{}", rng.below(2));
     let c: Vec<&str> = match rng.below(5) {
@@ -110,7 +112,8 @@ fn gen_cross_scope(rng: &mut Rng) -> Vec<Vec<Bytes>> {
         1 => vec!["RENAME", &u1, &u2],
         2 => vec!["RENAME", &u2, &u1],
         3 => vec!["HSET", "user:2:h", "secret-field", "SECRET-of-user-2"],
-        _ => vec!["MOVE", &u1, "1"],
+        _ if multi_db => vec!["MOVE", &u1, "1"],
+        _ => vec!["DEL", &u1],
     };
     vec![c.iter().map(|s| b(s)).collect()]
 }
@@ -262,7 +265,7 @@ async fn writer_task(mut be: Backend, seed: u64, until: Instant) -> u64 {
                 v.push(vec![b("EXEC")]);
                 v
             }
-            1 => gen_cross_scope(&mut rng),
+            1 => gen_cross_scope(&mut rng, matches!(be, Backend::Tcp(_))),
             2 | 3 => vec![gen_write(&mut rng, &user1)],
             _ => vec![gen_write(&mut rng, &shared)],
         };

@@ -196,6 +196,29 @@ async fn wait_tcp_closed(s: &mut tokio::net::TcpStream, what: &str) {
     }
 }
 
+/// Reads until the hub closes the TCP connection or sends a close frame (1002, 1009, 4000).
+async fn wait_tcp_closed_or_close_frame(s: &mut tokio::net::TcpStream, what: &str) {
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(i) = got.windows(4).position(|w| w[0] == 0x88 && w[1] >= 2 && w[1] < 126) {
+            let code = got.get(i + 2..i + 4).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            if code.is_some() {
+                // 1002/1009 from the runtime's framing checks, or 4000 when the runtime took
+                // the frame (an unmasked one) and the hub refused its bytes as RESP.
+                assert!(matches!(code, Some(1002 | 1009 | 4000)), "{what}: close code {code:?}");
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => panic!("{what}: the hub neither closed the connection nor sent a close frame"),
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_websocket_framing() {
     let Some(mut hub) = Hub::start_or_skip("broken_websocket_framing", HubOpts::new()) else { return };
@@ -207,16 +230,32 @@ async fn broken_websocket_framing() {
         ("64-bit length of 2^62", vec![0x82, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
         ("fragmented control frame", vec![0x09, 0x80, 1, 2, 3, 4]),
     ];
+    // A hub whose runtime owns the TCP connection (the edge hub: workerd waits for the
+    // client's half of the close handshake) can only close the WebSocket: a close frame
+    // with 1002 is accepted there instead of the connection ending.
+    let close_frame_ok = hub.lacks("tcp-close");
+    if close_frame_ok {
+        loud("\n*** broken_websocket_framing: this hub lacks tcp-close: a close frame (1002/1009/4000) counts as closing for broken framing, and non-WebSocket junk is only checked not to stop the hub ***\n");
+    }
     for (what, bytes) in frames {
         let mut s = raw_upgrade(&hub.ws_url).await;
         s.write_all(&bytes).await.expect("write");
-        wait_tcp_closed(&mut s, what).await;
+        if close_frame_ok {
+            wait_tcp_closed_or_close_frame(&mut s, what).await;
+        } else {
+            wait_tcp_closed(&mut s, what).await;
+        }
     }
     // Not WebSocket at all.
     let (host, port) = host_port(&hub.ws_url);
     for junk in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"\x00\x00\x00\x00\r\n\r\n", b"GARBAGE / HTTP/9.9\r\n\r\n"] {
         let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await.expect("connect");
         s.write_all(junk).await.expect("write");
+        if close_frame_ok {
+            // The runtime's HTTP server decides when to drop a half request; the hub must
+            // only keep serving (checked below).
+            continue;
+        }
         wait_tcp_closed(&mut s, &format!("junk {junk:?}")).await;
     }
     assert_serving(&mut hub).await;
@@ -299,7 +338,13 @@ async fn hostile_flood_leaks_nothing() {
         let (fd1, rss1) = (hub.fd_count().unwrap_or(0), hub.rss_kb().unwrap_or(0));
         loud(&format!("hostile flood: hub fds {fd0} → {fd1}, RSS {rss0} kB → {rss1} kB"));
         assert!(ok, "hub descriptors did not return: {fd0} before, {fd1} after 300 hostile connections");
-        assert!(rss1 <= rss0 + 16 * 1024, "hub RSS grew from {rss0} kB to {rss1} kB after 300 hostile connections");
+        if hub.lacks("rss-bound") {
+            // A wasm hub's linear memory only grows, and its runtime's JS heap is collected
+            // lazily: the process RSS does not come back after a peak.
+            loud("\n*** hostile_flood_leaks_nothing: this hub lacks rss-bound: the RSS check is SKIPPED (descriptors and sockets still checked) ***\n");
+        } else {
+            assert!(rss1 <= rss0 + 16 * 1024, "hub RSS grew from {rss0} kB to {rss1} kB after 300 hostile connections");
+        }
     }
     if let Some(n) = hub.metric("recached_sync_sockets").await {
         // Only the idle valid clients' sockets may remain, until the hub notices they are gone.

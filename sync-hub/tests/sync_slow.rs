@@ -108,6 +108,21 @@ async fn slow_consumer_is_dropped_and_resumes() {
     if let Some(s) = sampler {
         let _ = s.await;
     }
+    if hub.lacks("outbound-bound") {
+        // The edge hub (a Durable Object) cannot see how much its runtime buffers for a
+        // socket, so it has no outbound bound: no 4008 and no RSS bound to check there. What
+        // still holds: the reading client converged above, and the stalled one converges
+        // once it reads again.
+        loud("\n*** sync_slow: this hub lacks outbound-bound: the 4008 close and the RSS bound are SKIPPED; checking that the stalled client converges once it reads ***\n");
+        slow.resume_reading();
+        let ok = sync_support::eventually(Duration::from_secs(60), || {
+            last = diff(&want, &slow.state(), now_ms(), 0);
+            last.is_empty()
+        })
+        .await;
+        assert!(ok, "the stalled client did not converge once it read again: {} keys differ; {}", last.len(), slow.describe());
+        return;
+    }
     if let Some(base) = base_kb {
         let peak = peak.load(Ordering::Relaxed);
         loud(&format!("slow consumer: wrote {} MiB in {wrote_in:?}; hub RSS {base} kB before, peak {peak} kB", WRITTEN >> 20));

@@ -785,6 +785,27 @@ impl SyncHub {
         self.finish()
     }
 
+    /// The earliest time at which [`SyncHub::tick`] has work (a handshake timeout, a token
+    /// expiry, a `sync.at` heartbeat), or `None`. Hosts that sleep between events (the
+    /// edge hub's Durable Object alarm) wake then instead of ticking on an interval.
+    pub fn next_tick(&self) -> Option<u64> {
+        let last = self.backlog.last_offset();
+        self.conns
+            .values()
+            .filter(|c| !c.closed)
+            .filter_map(|c| match &c.grant {
+                None => Some(c.opened_ms.saturating_add(self.config.handshake_timeout_ms)),
+                Some(g) => {
+                    let beat = (c.patterns.is_some() && c.last_sent < last).then(|| c.last_at_ms.saturating_add(self.config.heartbeat_ms));
+                    match (g.expires_ms, beat) {
+                        (Some(e), Some(b)) => Some(e.min(b)),
+                        (e, b) => e.or(b),
+                    }
+                }
+            })
+            .min()
+    }
+
     /// Periodic work: handshake timeouts, expired tokens, `sync.at` heartbeats.
     pub fn tick(&mut self, now_ms: u64) -> Output {
         let last = self.backlog.last_offset();

@@ -949,6 +949,8 @@ fn hostile_input_gets_clear_errors_and_close_codes() {
     let short = token("u", &["*"], &["*"], now + 5_000);
     let out = hub.message(&mut eng, &mut NoHost, 7, &cmd_bytes(&["SYNC.HELLO", "1", &short, "c7"]), now);
     assert!(matches!(&frames(&out)[0], Frame::Map(_)));
+    // next_tick: the token expiry of 7 (5 s) comes before the handshake timeout of 6 (10 s).
+    assert_eq!(hub.next_tick(), Some((now + 5_000) / 1000 * 1000));
     assert!(hub.tick(now + 4_000).closes.is_empty());
     let out = hub.tick(now + 10_000);
     let mut codes: Vec<(ConnId, u16)> = out.closes.iter().map(|(c, x)| (*c, x.code)).collect();

@@ -173,9 +173,20 @@ enum ReadyLine {
     Tcp(u16),
     WsPort(u16),
     WsUrl(String),
+    /// `Hub process pid=<n>`: a launcher names the process that runs the hub (for RSS and
+    /// descriptor checks), when it is not the launcher itself.
+    Pid(u32),
+    /// `Hub lacks <capability> …`: a check this hub cannot support, skipped loudly.
+    Lacks(String),
 }
 
 fn parse_ready(line: &str) -> Option<ReadyLine> {
+    if let Some(p) = line.strip_prefix("Hub process pid=") {
+        return p.trim().parse().ok().map(ReadyLine::Pid);
+    }
+    if let Some(cap) = line.strip_prefix("Hub lacks ") {
+        return cap.split_whitespace().next().map(|c| ReadyLine::Lacks(c.to_string()));
+    }
     let at = line.find("Ready to accept connections")?;
     let rest = &line[at + "Ready to accept connections".len()..];
     let rest = rest.trim();
@@ -210,6 +221,12 @@ pub struct Hub {
     pub output: OutputTail,
     /// The settings it was started with.
     pub opts: HubOpts,
+    /// Whether this is the native binary (its own process is the hub).
+    native: bool,
+    /// The hub's process as its launcher reported it (`Hub process pid=`).
+    runtime_pid: Option<u32>,
+    /// Capabilities the hub says it lacks (`Hub lacks …`).
+    lacks: Vec<String>,
 }
 
 impl Hub {
@@ -224,7 +241,17 @@ impl Hub {
                 }
                 let ns = format!("t{}-{}-{}", std::process::id(), NEXT_NS.fetch_add(1, Ordering::Relaxed), now_ms() % 100_000);
                 let secret = std::env::var("RECACHED_SYNC_SECRET").ok().map(|s| s.into_bytes());
-                Some(Hub { child: None, ws_url: url.replace("{ns}", &ns), tcp_port: None, secret, output: OutputTail::default(), opts })
+                Some(Hub {
+                    child: None,
+                    ws_url: url.replace("{ns}", &ns),
+                    tcp_port: None,
+                    secret,
+                    output: OutputTail::default(),
+                    opts,
+                    native: false,
+                    runtime_pid: None,
+                    lacks: Vec::new(),
+                })
             }
             Target::Program { path, native } => Some(Hub::spawn(&path, native, opts)),
         }
@@ -268,6 +295,7 @@ impl Hub {
         drain(child.stderr.take(), output.clone(), Some(tx));
         let deadline = Instant::now() + START_TIMEOUT;
         let mut tcp = None;
+        let (mut runtime_pid, mut lacks) = (None, Vec::new());
         let ws_url = loop {
             if let Ok(Some(status)) = child.try_wait() {
                 thread::sleep(Duration::from_millis(100));
@@ -280,17 +308,31 @@ impl Hub {
             }
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(ReadyLine::Tcp(p)) => tcp = Some(p),
+                Ok(ReadyLine::Pid(p)) => runtime_pid = Some(p),
+                Ok(ReadyLine::Lacks(c)) => lacks.push(c),
                 Ok(ReadyLine::WsPort(p)) => break format!("ws://127.0.0.1:{p}/"),
                 Ok(ReadyLine::WsUrl(u)) => break u,
                 Err(_) => {}
             }
         };
-        Hub { child: Some(child), ws_url, tcp_port: tcp, secret, output, opts }
+        Hub { child: Some(child), ws_url, tcp_port: tcp, secret, output, opts, native, runtime_pid, lacks }
     }
 
-    /// The hub's process id, when it runs here.
+    /// The hub's process id, when it runs here: the native binary's own, or the process a
+    /// launcher named (`Hub process pid=`). A launcher that names none has no pid to
+    /// measure (its own RSS and descriptors are not the hub's).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        if self.native {
+            self.child.as_ref().map(|c| c.id())
+        } else {
+            self.runtime_pid
+        }
+    }
+
+    /// Whether the hub said it lacks `capability` (`Hub lacks <capability>`): the suites
+    /// skip exactly those checks, with a notice.
+    pub fn lacks(&self, capability: &str) -> bool {
+        self.lacks.iter().any(|c| c == capability)
     }
 
     /// Whether the process still runs (always true for a remote hub).
@@ -313,12 +355,18 @@ impl Hub {
     }
 
     /// The hub's Prometheus text from `GET /metrics` on the sync port (plain HTTP), when it
-    /// serves one there.
+    /// serves one there: beside the WebSocket path (`…/v1/ns/{ns}/ws` → `…/v1/ns/{ns}/metrics`
+    /// on the edge hub, whose metrics are per namespace), else at the root.
     pub async fn metrics(&self) -> Option<String> {
         let (host, port) = raw::host_port(&self.ws_url);
+        let ws_path = self.ws_url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or("/");
+        let path = match ws_path.strip_suffix("/ws") {
+            Some(prefix) => format!("{prefix}/metrics"),
+            None => "/metrics".to_string(),
+        };
         let fut = async {
             let mut s = TcpStream::connect((host.as_str(), port)).await.ok()?;
-            let req = format!("GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
             s.write_all(req.as_bytes()).await.ok()?;
             let mut body = Vec::new();
             s.read_to_end(&mut body).await.ok()?;
