@@ -32,8 +32,8 @@ cleanup() {
 trap cleanup EXIT
 
 log "unit tests (host)"
-cargo test -q -p recached-edge 2>&1 | grep -E '^test result|FAILED|panicked' || true
-cargo test -q -p recached-edge >/dev/null 2>&1
+cargo test -q -p recached-edge 2>&1 | grep -E '^test result|FAILED|panicked'
+test "${PIPESTATUS[0]}" -eq 0
 
 log "worker-build --profile edge"
 start=$(date +%s)
