@@ -23,7 +23,7 @@ WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/recached_ui.wasm"
 cargo build -q -p recached-ui --target wasm32-unknown-unknown --profile wasm-release >&2
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' ui-bindings/Cargo.toml | head -1)"
-if [ ! -f "$PKG/recached_bg.wasm" ] || [ "$WASM" -nt "$PKG/recached_bg.wasm" ] || [ "$0" -nt "$PKG/package.json" ]; then
+if [ ! -f "$PKG/recached_bg.wasm" ] || [ "$WASM" -nt "$PKG/recached_bg.wasm" ] || [ "$ROOT/scripts/build-npm.sh" -nt "$PKG/package.json" ]; then
   STAGE="$(mktemp -d)"
   trap 'rm -rf "$STAGE"' EXIT
   wasm-bindgen --target web --out-dir "$STAGE" --out-name recached "$WASM"

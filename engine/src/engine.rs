@@ -538,6 +538,23 @@ impl Engine {
         }
     }
 
+    /// Counts a read of `key` that the host answers itself from the keyspace (a browser
+    /// cache's direct lookup): the hit statistic and the LRU/LFU access word, as `GET`
+    /// would. Returns false, touching nothing, when the key is missing or past its deadline
+    /// (the host then runs the command for Redis's exact behaviour: lazy expiry, events).
+    pub fn note_read(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        let clock = eviction::access_clock(&self.config, now_ms);
+        let (policy, log_factor, decay) = (self.config.policy, self.config.lfu_log_factor, self.config.lfu_decay_time);
+        let Some(entry) = self.dbs.get_mut(db).and_then(|d| d.get_mut(key)) else { return false };
+        if entry.is_expired(now_ms) {
+            return false;
+        }
+        let r = self.rng.next_f64();
+        entry.access = eviction::touch(policy, entry.access, clock, now_ms, log_factor, decay, r);
+        self.stats.keyspace_hits += 1;
+        true
+    }
+
     /// Replaces the whole state (snapshot load). Changes and events are not emitted.
     pub fn load_dbs(&mut self, dbs: Vec<Db>) {
         self.used = dbs.iter().map(Db::mem).sum();

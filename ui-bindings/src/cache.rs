@@ -196,6 +196,11 @@ impl Cache {
         self.inner.core.borrow().peek_string(key, now_ms())
     }
 
+    /// [`Cache::peek_string`] counting the read for LRU/LFU, as `GET` would.
+    pub(crate) fn read_string(&self, key: &[u8]) -> Option<(Bytes, bool)> {
+        self.inner.core.borrow_mut().read_string(key, now_ms())
+    }
+
     /// Drops changed keys from the memo, at once: a listener reading a key written in the
     /// same delivery must not see its old value.
     fn invalidate(&self) {

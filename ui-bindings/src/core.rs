@@ -662,6 +662,16 @@ impl CacheCore {
         }
     }
 
+    /// [`CacheCore::peek_string`] that also counts the read (the hit statistic and the
+    /// LRU/LFU access word) as `GET` would: for caches whose eviction depends on reads.
+    pub fn read_string(&mut self, key: &[u8], now_ms: u64) -> Option<(Bytes, bool)> {
+        let found = self.peek_string(key, now_ms)?;
+        if let Backend::Local { engine, .. } = &mut self.backend {
+            engine.note_read(0, key, now_ms);
+        }
+        Some(found)
+    }
+
     /// A follower tab mirrors the leader's keys, so it must not evict on its own: the caps
     /// are lifted while `on`, and restored when it leads.
     pub fn set_mirror(&mut self, on: bool) {
@@ -1127,6 +1137,17 @@ mod tests {
         assert_eq!(follower.peek_string(b"x", T0), Some((Bytes::from("1"), true)));
         assert_eq!(follower.peek_string(b"x", T0 + 10), None, "expired: the caller runs GET");
         assert_eq!(follower.peek_string(b"l", T0), None, "not a string");
+        // read_string counts the read as GET does (hits, LRU access word); peek does not.
+        let mut lru = CacheCore::new(&CacheOptions { max_keys: 10, eviction: Some(Policy::AllKeysLru), ..Default::default() });
+        assert!(!lru.reads_are_free());
+        lru.execute(&b(&["SET", "k", "v"]), T0);
+        let hits = lru.engine().stats().keyspace_hits;
+        lru.peek_string(b"k", T0 + 5000);
+        assert_eq!(lru.engine().stats().keyspace_hits, hits);
+        assert_eq!(lru.read_string(b"k", T0 + 5000), Some((Bytes::from("v"), false)));
+        assert_eq!(lru.engine().stats().keyspace_hits, hits + 1);
+        assert_eq!(lru.execute(&b(&["OBJECT", "IDLETIME", "k"]), T0 + 5000), Reply::Int(0), "the access was recorded");
+        assert_eq!(lru.read_string(b"nope", T0), None);
         assert!(CacheCore::is_write(&b(&["SET", "k", "v"])) && CacheCore::is_write(&b(&["NOSUCH"])));
         assert!(!CacheCore::is_write(&b(&["GET", "k"])));
     }

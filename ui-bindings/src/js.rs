@@ -414,21 +414,23 @@ impl JsCache {
     /// The hot path (docs/benchmarks.md): a repeated read of an unchanged string key with no
     /// TTL is answered in JS from a `Map` memo of what `get` returned (see `createCache`;
     /// every change notice drops the key from it); a first read looks the key up directly
-    /// and fills the memo. With an LRU/LFU policy and a cap, every read goes through the
-    /// engine instead, so that it counts as an access.
+    /// and fills the memo. With an LRU/LFU policy and a cap there is no memo: every read
+    /// looks the key up directly and counts the access, as `GET` would.
     #[wasm_bindgen(unchecked_return_type = "string | null")]
     pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue) -> Result<JsValue, JsValue> {
-        if self.cache.memo_enabled() && key.is_string() {
-            if let Some(name) = key.as_string() {
-                if let Some((value, expires)) = self.cache.peek_string(name.as_bytes()) {
-                    let js = text(&value);
-                    // A key with lone surrogates reads as another key (lossy UTF-8): never
-                    // memoize it under the JS string.
-                    if !expires && key.unchecked_ref::<js_sys::JsString>().is_valid_utf16() {
-                        self.cache.memo_set(&key, &js);
-                    }
-                    return Ok(js);
+        if let Some(name) = key.as_string() {
+            let memo = self.cache.memo_enabled();
+            // With a memo reads are free; without one (LRU/LFU under a cap) the direct
+            // lookup counts the access as GET would.
+            let found = if memo { self.cache.peek_string(name.as_bytes()) } else { self.cache.read_string(name.as_bytes()) };
+            if let Some((value, expires)) = found {
+                let js = text(&value);
+                // A key with lone surrogates reads as another key (lossy UTF-8): never
+                // memoize it under the JS string.
+                if memo && !expires && key.unchecked_ref::<js_sys::JsString>().is_valid_utf16() {
+                    self.cache.memo_set(&key, &js);
                 }
+                return Ok(js);
             }
         }
         bulk_text(self.key_cmd("GET", &key)?)
