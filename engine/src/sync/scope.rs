@@ -521,7 +521,10 @@ mod tests {
         for p in [&b"*a*a*a*a*a*a*a*a*a*a*a*a*"[..], &hostile, &b"*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?*?"[..]] {
             assert!(!scope.covers(p));
         }
-        assert!(t.elapsed().as_millis() < 1000, "took {:?}", t.elapsed());
+        // The bound itself is COVERS_BUDGET units of work (deterministic); the clock only
+        // catches a regression by orders of magnitude, so it is generous enough for a
+        // debug build on a loaded 2-core machine (it takes ~10 ms in release).
+        assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
     }
 
     #[test]
