@@ -1461,8 +1461,11 @@ impl Model {
                     for (m, s) in &inputs[0] {
                         if inputs[1..].iter().all(|z| z.contains_key(m)) {
                             let mut acc = weighted(*s, weights[0]);
+                            // Redis zeroes a NaN product only for the first input; later
+                            // ones go into the aggregate raw (SUM then zeroes a NaN total),
+                            // so `1 * -1 + inf * 0` is 0 here but -1 in ZUNIONSTORE.
                             for (z, w) in inputs[1..].iter().zip(&weights[1..]) {
-                                acc = combine(acc, weighted(z[m], *w));
+                                acc = combine(acc, z[m] * *w);
                             }
                             out.insert(m.clone(), acc);
                         }
