@@ -118,7 +118,7 @@ mod tests {
         let long = preview(&b(&"x".repeat(500)));
         assert_eq!(long.chars().count(), PREVIEW_CHARS);
         assert!(long.ends_with('…'));
-        let many = Reply::Array((0..10_000).map(|i| Reply::Int(i)).collect());
+        let many = Reply::Array((0..10_000).map(Reply::Int).collect());
         assert!(preview(&many).chars().count() <= PREVIEW_CHARS);
         assert_eq!(preview_command("hash"), Some(&["HGETALL"][..]));
         assert_eq!(preview_command("stream"), None);
