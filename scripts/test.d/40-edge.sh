@@ -7,7 +7,8 @@
 #      the @upstash/redis battery with a read-only token
 #   4. every sync conformance suite (sync-hub/tests/sync_*.rs) against the edge hub, through
 #      edge-worker/tests/launcher.sh (RECACHED_SYNC_TARGET)
-#   5. `wrangler dev` on a free loopback port: serves /healthz and a command
+#   5. ui-bindings (the npm package) in Chromium: two pages sync through the edge hub
+#   6. `wrangler dev` on a free loopback port: serves /healthz and a command
 # Everything listens on 127.0.0.1 only and every process started here is stopped on exit.
 #   RECACHED_EDGE_SKIP_SUITES=1  skip step 4 (when iterating on the worker)
 set -euo pipefail
@@ -50,6 +51,19 @@ if [ "${RECACHED_EDGE_SKIP_SUITES:-0}" != 1 ]; then
     cargo test --release -p recached-hub --test 'sync_*' 2>&1 | grep -E '^test |test result|SKIPPED|panicked|FAILED|sync convergence|seed|slow consumer|clock skew|hostile flood' 
   test "${PIPESTATUS[0]}" -eq 0
 fi
+
+log "ui-bindings in Chromium against the edge hub (two pages, playwright-core)"
+# The npm package (scripts/build-npm.sh, shared with 35-ui-npm) and the consumer page of
+# ui-bindings/npm-consumer in its "tab" mode, bundled the way 35-ui-npm bundles it.
+PKG="$(bash scripts/build-npm.sh | tail -1)"
+WORK="$(mktemp -d)"
+cp ui-bindings/npm-consumer/main.ts ui-bindings/npm-consumer/tsconfig.json "$WORK/"
+mkdir -p "$WORK/node_modules" "$WORK/site"
+ln -s "$PKG" "$WORK/node_modules/recached"
+esbuild "$WORK/main.ts" --bundle --format=esm --target=es2022 --log-level=warning --outfile="$WORK/site/main.js"
+cp "$PKG/recached_bg.wasm" ui-bindings/npm-consumer/index.html "$WORK/site/"
+SITE="$WORK/site" ARTIFACTS="$CARGO_TARGET_DIR/artifacts/edge" timeout 180 node edge-worker/tests/browser.mjs
+rm -rf "$WORK"
 
 log "wrangler dev (loopback, no account)"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
