@@ -35,19 +35,34 @@ async fn get(hub: &Hub, path: &str) -> (u16, String) {
     tokio::time::timeout(IO_TIMEOUT, fut).await.expect("GET timed out")
 }
 
+/// The hub's start-up log once it is complete. The ready lines (stdout) can be read before
+/// the warnings (tracing, stderr), so wait for the last start-up line, which tracing
+/// writes after every warning.
+async fn startup_log(hub: &Hub) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = hub.output.text();
+        if text.contains("listening (WebSocket sync + HTTP)") || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_token_is_404_without_dev_mode() {
     let Some(hub) = Hub::start_or_skip("dev_token_is_404_without_dev_mode", HubOpts::new()) else { return };
     let (status, body) = get(&hub, "/dev/token?user=alice").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("--dev"), "{body}");
-    assert!(!hub.output.text().contains("DEV MODE"));
+    assert!(!startup_log(&hub).await.contains("DEV MODE"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_token_works_and_is_scoped_to_its_user() {
     let Some(hub) = Hub::start_or_skip("dev_token_works_and_is_scoped_to_its_user", HubOpts::new().flag("dev", "yes")) else { return };
-    assert!(hub.output.text().contains("DEV MODE"), "dev mode is announced at start:\n{}", hub.output.text());
+    let log = startup_log(&hub).await;
+    assert!(log.contains("DEV MODE"), "dev mode is announced at start:\n{log}");
     let mut be = hub.backend().await;
     for c in [
         cmd(&["SET", "demo:counter", "41"]),
@@ -126,7 +141,8 @@ async fn dev_token_works_and_is_scoped_to_its_user() {
 async fn dev_mode_without_a_secret_is_not_open() {
     let opts = HubOpts { secret: false, ..HubOpts::new() }.flag("dev", "yes");
     let Some(hub) = Hub::start_or_skip("dev_mode_without_a_secret_is_not_open", opts) else { return };
-    assert!(!hub.output.text().contains("sync port open"), "dev mode ran open:\n{}", hub.output.text());
+    let log = startup_log(&hub).await;
+    assert!(!log.contains("sync port open"), "dev mode ran open:\n{log}");
     let mut anyone = TestClient::new(&hub.ws_url, ClientOpts::new("dev-anyone", "", &["*"]));
     anyone.connect().await;
     assert!(!anyone.wait_live(Duration::from_millis(500)).await, "an empty token went live in dev mode");
