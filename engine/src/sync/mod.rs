@@ -15,6 +15,7 @@
 
 pub mod backlog;
 pub mod client;
+pub mod http_api;
 pub mod hub;
 pub mod message;
 pub mod scope;
