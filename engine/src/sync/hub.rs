@@ -27,6 +27,9 @@
 //! outbound buffer over its bound: close with Close::slow_consumer(bound), hub.disconnect.
 //! hibernation (edge): hub.export_conn(conn) into the attachment; on wake
 //!   hub.restore_conn(&engine, conn, state, now).
+//! dedupe across restarts (edge): HubConfig::record_dedupe; store out.dedupe in the same
+//!   transaction as out.groups (before the sends); on wake, before any message,
+//!   out = hub.restore_dedupe(stored entries) and store its out.dedupe (bounds that shrank).
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -282,6 +285,10 @@ pub struct HubConfig {
     pub dedupe_window: usize,
     /// Client ids remembered for deduplication.
     pub dedupe_clients: usize,
+    /// Hand out every change of the dedupe memory in [`Output::dedupe`], for a host that
+    /// keeps it in storage so that a resend after a restart is still deduplicated (the edge
+    /// hub: a Durable Object is evicted when idle). Off: nothing is recorded.
+    pub record_dedupe: bool,
     /// Interval of `sync.at` heartbeats to subscribers that skipped groups.
     pub heartbeat_ms: u64,
 }
@@ -297,6 +304,7 @@ impl Default for HubConfig {
             snapshot_chunk: 64 * 1024,
             dedupe_window: 1024,
             dedupe_clients: 10_000,
+            record_dedupe: false,
             heartbeat_ms: 1000,
         }
     }
@@ -318,12 +326,16 @@ pub struct Output {
     /// those bytes are written, so a subscription larger than the bound is not dropped
     /// for its own snapshot (which would loop: reconnect, snapshot, drop).
     pub catch_up: Vec<(ConnId, usize)>,
+    /// Changes of the dedupe memory during the call, in order, when
+    /// [`HubConfig::record_dedupe`] is set. A host that stores them in the same
+    /// transaction as `groups`, before the sends, deduplicates resends across restarts.
+    pub dedupe: Vec<DedupeChange>,
 }
 
 impl Output {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.closes.is_empty() && self.groups.is_empty() && self.catch_up.is_empty()
+        self.sends.is_empty() && self.closes.is_empty() && self.groups.is_empty() && self.catch_up.is_empty() && self.dedupe.is_empty()
     }
 }
 
@@ -368,6 +380,50 @@ struct DedupeWindow {
     used: u64,
 }
 
+/// One remembered write result with its client's window state, for hosts that keep the
+/// dedupe memory in storage ([`HubConfig::record_dedupe`]): what [`DedupeChange::Put`]
+/// hands out and what [`SyncHub::restore_dedupe`] takes back. The client is the one the
+/// write was deduplicated under, whatever named it (the connection's client id from HELLO
+/// or another source); hosts store it as opaque bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeEntry {
+    /// The token's subject.
+    pub subject: String,
+    /// The client id.
+    pub client: Bytes,
+    /// The write's seq.
+    pub seq: u64,
+    /// The offset its ack carried.
+    pub offset: u64,
+    /// The reply its ack carried (RESP3 bytes; `_` when it was over 64 KiB).
+    pub reply: Bytes,
+    /// The client's floor: seqs at or below it are answered as old duplicates (offset 0,
+    /// reply `_`); 0 when nothing was forgotten yet.
+    pub floor: u64,
+    /// The client's recency (a counter, larger is more recent), so the least recently used
+    /// client is still the one dropped after a restore.
+    pub used: u64,
+}
+
+/// A change of the dedupe memory that a host keeping it in storage mirrors, in order. With
+/// every change applied, storage holds exactly the memory: at most
+/// [`HubConfig::dedupe_window`] entries per client and [`HubConfig::dedupe_clients`]
+/// clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupeChange {
+    /// Store the entry (replacing one with the same subject, client and seq), set the
+    /// client's floor and recency to the entry's, and delete the client's entries with a
+    /// seq at or below the floor (the window moved on; that may include this entry).
+    Put(DedupeEntry),
+    /// Delete the client and all its entries (least recently used, over the client cap).
+    Forget {
+        /// The token's subject.
+        subject: String,
+        /// The client id.
+        client: Bytes,
+    },
+}
+
 /// Remembered write results by (subject, client id), bounded.
 #[derive(Debug, Default)]
 struct Dedupe {
@@ -375,6 +431,8 @@ struct Dedupe {
     max_clients: usize,
     clients: HashMap<(String, Bytes), DedupeWindow>,
     clock: u64,
+    /// Changes for the host, when it keeps the memory in storage.
+    log: Option<Vec<DedupeChange>>,
 }
 
 impl Dedupe {
@@ -391,18 +449,70 @@ impl Dedupe {
     fn insert(&mut self, key: (String, Bytes), seq: u64, offset: u64, reply: Bytes) {
         self.clock += 1;
         if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients.max(1) {
-            if let Some(old) = self.clients.iter().min_by_key(|(_, w)| w.used).map(|(k, _)| k.clone()) {
-                self.clients.remove(&old);
-            }
+            self.evict_one();
         }
-        let w = self.clients.entry(key).or_default();
+        let w = self.clients.entry(key.clone()).or_default();
         w.used = self.clock;
         let reply = if reply.len() > DEDUPE_MAX_REPLY { Bytes::from_static(b"_\r\n") } else { reply };
-        w.results.insert(seq, (offset, reply));
-        while w.results.len() > self.window.max(1) {
-            if let Some((s, _)) = w.results.pop_first() {
-                w.floor = w.floor.max(s);
+        w.results.insert(seq, (offset, reply.clone()));
+        trim(w, self.window);
+        if let Some(log) = &mut self.log {
+            let (subject, client) = key;
+            log.push(DedupeChange::Put(DedupeEntry { subject, client, seq, offset, reply, floor: w.floor, used: w.used }));
+        }
+    }
+
+    /// Drops the least recently used client.
+    fn evict_one(&mut self) {
+        let Some(old) = self.clients.iter().min_by_key(|(_, w)| w.used).map(|(k, _)| k.clone()) else { return };
+        self.clients.remove(&old);
+        if let Some(log) = &mut self.log {
+            log.push(DedupeChange::Forget { subject: old.0, client: old.1 });
+        }
+    }
+
+    /// Takes back stored entries, then applies the bounds (they may have shrunk since the
+    /// entries were stored), logging what they drop.
+    fn restore(&mut self, entries: impl IntoIterator<Item = DedupeEntry>) {
+        let mut seen = std::collections::HashSet::new();
+        for e in entries {
+            self.clock = self.clock.max(e.used);
+            let key = (e.subject, e.client);
+            let w = self.clients.entry(key.clone()).or_default();
+            w.used = w.used.max(e.used);
+            w.floor = w.floor.max(e.floor);
+            let reply = if e.reply.len() > DEDUPE_MAX_REPLY { Bytes::from_static(b"_\r\n") } else { e.reply };
+            w.results.insert(e.seq, (e.offset, reply));
+            seen.insert(key);
+        }
+        while self.clients.len() > self.max_clients.max(1) {
+            self.evict_one();
+        }
+        for key in seen {
+            let Some(w) = self.clients.get_mut(&key) else { continue };
+            let before = (w.floor, w.results.len());
+            w.results.retain(|s, _| *s > before.0);
+            trim(w, self.window);
+            if (w.floor, w.results.len()) == before {
+                continue;
             }
+            // Re-put the newest entry with the new floor: storage deletes what it covers.
+            let (Some(log), Some((&seq, (offset, reply)))) = (&mut self.log, w.results.last_key_value()) else { continue };
+            let (subject, client) = key;
+            log.push(DedupeChange::Put(DedupeEntry { subject, client, seq, offset: *offset, reply: reply.clone(), floor: w.floor, used: w.used }));
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.clients.values().map(|w| w.results.len()).sum()
+    }
+}
+
+/// Forgets a client's oldest results beyond `window`, raising its floor.
+fn trim(w: &mut DedupeWindow, window: usize) {
+    while w.results.len() > window.max(1) {
+        if let Some((s, _)) = w.results.pop_first() {
+            w.floor = w.floor.max(s);
         }
     }
 }
@@ -575,7 +685,8 @@ impl GrantState {
 impl SyncHub {
     /// A hub for the stream `replid` whose engine is at `offset`.
     pub fn new(config: HubConfig, auth: Auth, replid: impl Into<String>, offset: u64) -> SyncHub {
-        let dedupe = Dedupe { window: config.dedupe_window, max_clients: config.dedupe_clients, ..Dedupe::default() };
+        let log = config.record_dedupe.then(Vec::new);
+        let dedupe = Dedupe { window: config.dedupe_window, max_clients: config.dedupe_clients, log, ..Dedupe::default() };
         SyncHub {
             backlog: Backlog::new(replid, offset, config.backlog_bytes),
             config,
@@ -663,7 +774,28 @@ impl SyncHub {
         let mut out = std::mem::take(&mut self.out);
         out.sends = self.outbox.drain();
         out.catch_up = self.catch_up.drain().collect();
+        if let Some(log) = &mut self.dedupe.log {
+            out.dedupe = std::mem::take(log);
+        }
         out
+    }
+
+    /// Takes back the dedupe memory a host stored from [`Output::dedupe`] (on wake, before
+    /// any message). The bounds of this hub's config apply: what they drop comes back in
+    /// the returned [`Output::dedupe`], for the host to delete.
+    pub fn restore_dedupe(&mut self, entries: impl IntoIterator<Item = DedupeEntry>) -> Output {
+        self.dedupe.restore(entries);
+        self.finish()
+    }
+
+    /// Write results remembered for deduplication, over all clients.
+    pub fn dedupe_entries(&self) -> usize {
+        self.dedupe.entries()
+    }
+
+    /// Client ids remembered for deduplication.
+    pub fn dedupe_clients(&self) -> usize {
+        self.dedupe.clients.len()
     }
 
     /// The state of a connection, to store across hibernation.

@@ -23,7 +23,7 @@ pub mod token;
 
 pub use backlog::Backlog;
 pub use client::{ClientConfig, Event, Reconnect, Status, SyncClient};
-pub use hub::{Auth, Close, ConnId, HubConfig, Output, SyncHub};
+pub use hub::{Auth, Close, ConnId, DedupeChange, DedupeEntry, HubConfig, Output, SyncHub};
 pub use scope::{Grant, Scope};
 pub use token::{Claims, TokenError};
 

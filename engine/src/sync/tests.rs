@@ -3,12 +3,12 @@
 //! exchanging real protocol bytes over simulated sockets with random delays, drops and
 //! reconnects. No sockets, no threads, no clock reads.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 
 use super::client::{ClientConfig, Event, Reconnect, Status, SyncClient};
-use super::hub::{close, Auth, ConnId, HubConfig, Output, SyncHub};
+use super::hub::{close, Auth, ConnId, DedupeChange, DedupeEntry, HubConfig, Output, SyncHub};
 use super::message::{Ack, Push};
 use super::scope::Scope;
 use super::token::{mint, Claims};
@@ -71,13 +71,16 @@ struct Sim {
     next_conn: u64,
     clients: Vec<SimClient>,
     backends: Vec<Session>,
+    /// What a host keeping the dedupe memory would have stored ([`HubConfig::record_dedupe`]).
+    stored: DedupeStore,
 }
 
 impl Sim {
     fn new(seed: u64, config: HubConfig) -> Sim {
         let engine = Engine::new(Config { seed, ..Config::default() });
         let hub = SyncHub::new(config, Auth::with_secret(SECRET), "a".repeat(40), engine.offset());
-        Sim { engine, hub, now: T0, next_conn: 1000, clients: Vec::new(), backends: (0..5).map(|i| Session::new(100 + i)).collect() }
+        let backends = (0..5).map(|i| Session::new(100 + i)).collect();
+        Sim { engine, hub, now: T0, next_conn: 1000, clients: Vec::new(), backends, stored: DedupeStore::default() }
     }
 
     fn add_client(&mut self, sub: &str, read: &[&str], write: &[&str], patterns: &[&str], skew: i64) -> usize {
@@ -145,6 +148,7 @@ impl Sim {
     }
 
     fn route(&mut self, out: Output) {
+        self.stored.apply(&out.dedupe);
         for (conn, bytes) in out.sends {
             if let Some(cl) = self.clients.iter_mut().find(|c| c.conn == Some(conn)) {
                 cl.down.push_back(Down::Msg(bytes));
@@ -1064,4 +1068,188 @@ fn backlog_is_kept_only_while_sync_connections_are_recent() {
     assert_eq!((hub.backlog().len(), hub.backlog().bytes()), (0, 0));
     assert!(!hub.backlog().can_continue(&"r".repeat(40), 4));
     assert!(hub.backlog().can_continue(&"r".repeat(40), 5));
+}
+
+// ---------------------------------------------------------------------------------------
+// The dedupe memory kept by the host (the edge hub stores it in its Durable Object).
+
+/// A host's copy of the dedupe memory, kept the way the edge hub keeps it: a client table
+/// (floor, recency) and an entry table, changed only by [`Output::dedupe`].
+#[derive(Debug, Default)]
+struct DedupeStore {
+    clients: BTreeMap<(String, Bytes), (u64, u64)>,
+    entries: BTreeMap<(String, Bytes, u64), (u64, Bytes)>,
+}
+
+impl DedupeStore {
+    fn apply(&mut self, changes: &[DedupeChange]) {
+        for c in changes {
+            match c {
+                DedupeChange::Put(e) => {
+                    self.entries.insert((e.subject.clone(), e.client.clone(), e.seq), (e.offset, e.reply.clone()));
+                    self.clients.insert((e.subject.clone(), e.client.clone()), (e.floor, e.used));
+                    self.entries.retain(|(s, c, q), _| !(s == &e.subject && c == &e.client && *q <= e.floor));
+                }
+                DedupeChange::Forget { subject, client } => {
+                    self.clients.remove(&(subject.clone(), client.clone()));
+                    self.entries.retain(|(s, c, _), _| !(s == subject && c == client));
+                }
+            }
+        }
+    }
+
+    /// The stored entries joined with their client rows, as a host loads them on wake.
+    fn load(&self) -> Vec<DedupeEntry> {
+        self.entries
+            .iter()
+            .map(|((subject, client, seq), (offset, reply))| {
+                let (floor, used) = self.clients.get(&(subject.clone(), client.clone())).copied().unwrap_or_default();
+                DedupeEntry { subject: subject.clone(), client: client.clone(), seq: *seq, offset: *offset, reply: reply.clone(), floor, used }
+            })
+            .collect()
+    }
+
+    fn per_client(&self) -> BTreeMap<(String, Bytes), usize> {
+        let mut n = BTreeMap::new();
+        for (s, c, _) in self.entries.keys() {
+            *n.entry((s.clone(), c.clone())).or_default() += 1;
+        }
+        n
+    }
+}
+
+fn recording() -> HubConfig {
+    HubConfig { record_dedupe: true, ..HubConfig::default() }
+}
+
+fn incr_replies(sim: &Sim, i: usize) -> Vec<Frame> {
+    sim.clients[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Acked { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// Regression (edge, issue 6): the edge hub's dedupe memory lived only in the Durable
+// Object's memory, so a write whose ack was lost and that was resent after the object was
+// evicted ran twice. The host now stores Output::dedupe and restores it on wake.
+#[test]
+fn dedupe_memory_survives_a_rebuilt_hub() {
+    for restore in [true, false] {
+        let mut sim = Sim::new(13, recording());
+        let a = live_client(&mut sim, &["*"], &["*"]);
+        for _ in 0..5 {
+            sim.submit(a, args(&["INCR", "n"]));
+        }
+        // The hub runs them, the host stores them, every ack is lost, and then the hub is
+        // gone (an evicted Durable Object): a new one starts from storage.
+        sim.drop_link(a, true);
+        assert_eq!(sim.stored.entries.len(), 5);
+        sim.hub = SyncHub::new(recording(), Auth::with_secret(SECRET), "a".repeat(40), sim.engine.offset());
+        if restore {
+            let out = sim.hub.restore_dedupe(sim.stored.load());
+            assert!(out.is_empty(), "within the bounds nothing is dropped: {out:?}");
+            assert_eq!((sim.hub.dedupe_entries(), sim.hub.dedupe_clients()), (5, 1));
+        }
+        sim.connect(a);
+        sim.deliver_all();
+        let n = sim.engine.db(0).unwrap().get(b"n").unwrap().value.clone();
+        if !restore {
+            // Without it the resends run again: what the restore prevents.
+            assert_eq!(n, Value::Int(10));
+            continue;
+        }
+        assert_eq!(n, Value::Int(5), "resent writes ran once");
+        assert_eq!(sim.hub.stats().writes, 0);
+        assert_eq!(sim.hub.stats().duplicates, 5);
+        // The acks are the remembered ones: the replies 1..5 the lost acks carried.
+        assert_eq!(incr_replies(&sim, a), (1..=5).map(Frame::Int).collect::<Vec<_>>());
+        assert_eq!(get(&mut sim, a, "n"), Reply::bulk("5"));
+        // New writes after the restore are remembered and stored as before.
+        sim.submit(a, args(&["INCR", "n"]));
+        sim.deliver_all();
+        assert_eq!(sim.stored.entries.len(), 6);
+        sim.check_converged();
+    }
+}
+
+#[test]
+fn dedupe_changes_are_recorded_only_when_asked() {
+    for record in [false, true] {
+        let (mut eng, mut hub) =
+            (Engine::default(), SyncHub::new(HubConfig { record_dedupe: record, ..HubConfig::default() }, Auth::open(), "r".repeat(40), 0));
+        hub.open(1, T0);
+        let mut msg = cmd_bytes(&["SYNC.HELLO", "1", "", "c1"]);
+        msg.extend(cmd_bytes(&["SYNC.W", "1", "INCR", "k"]));
+        let out = hub.message(&mut eng, &mut NoHost, 1, &msg, T0);
+        let want = record.then(|| DedupeEntry { subject: String::new(), client: b("c1"), seq: 1, offset: 1, reply: b(":1\r\n"), floor: 0, used: 2 });
+        assert_eq!(out.dedupe.first().cloned(), want.map(DedupeChange::Put));
+        assert_eq!(out.dedupe.len(), record as usize);
+    }
+}
+
+/// Sends `SYNC.W seq INCR k` as `conn` and returns the ack's (offset, reply frame).
+fn write_as(hub: &mut SyncHub, eng: &mut Engine, conn: ConnId, seq: u64, store: &mut DedupeStore) -> (u64, Frame) {
+    let out = hub.message(eng, &mut NoHost, conn, &cmd_bytes(&["SYNC.W", &seq.to_string(), "INCR", "k"]), T0);
+    store.apply(&out.dedupe);
+    let ack = Ack::decode(&frames(&out)[0]).unwrap();
+    assert_eq!(ack.seq, seq);
+    (ack.offset, ack.reply)
+}
+
+#[test]
+fn stored_dedupe_memory_mirrors_the_bounds() {
+    let config = HubConfig { record_dedupe: true, dedupe_window: 4, dedupe_clients: 3, ..HubConfig::default() };
+    let (mut eng, mut hub) = (Engine::default(), SyncHub::new(config.clone(), Auth::open(), "r".repeat(40), 0));
+    let mut store = DedupeStore::default();
+    for conn in 1..=4u64 {
+        hub.open(conn, T0);
+        hub.message(&mut eng, &mut NoHost, conn, &cmd_bytes(&["SYNC.HELLO", "1", "", &format!("c{conn}")]), T0);
+    }
+    // c1 writes 10 times (its window keeps 4), c2 and c3 once; then c4 arrives: over the
+    // cap of 3 clients, the least recently used (c1) is dropped, in memory and in storage.
+    for seq in 1..=10 {
+        write_as(&mut hub, &mut eng, 1, seq, &mut store);
+        assert!(store.per_client().values().all(|n| *n <= 4), "the window bounds storage too");
+        assert_eq!(store.entries.len(), hub.dedupe_entries());
+    }
+    assert_eq!(store.clients.get(&(String::new(), b("c1"))).map(|c| c.0), Some(6), "floor: seqs 1..=6 forgotten");
+    write_as(&mut hub, &mut eng, 2, 1, &mut store);
+    write_as(&mut hub, &mut eng, 3, 1, &mut store);
+    assert_eq!(store.clients.len(), 3);
+    write_as(&mut hub, &mut eng, 4, 1, &mut store);
+    assert_eq!((store.clients.len(), hub.dedupe_clients()), (3, 3));
+    assert!(!store.clients.contains_key(&(String::new(), b("c1"))), "the dropped client's rows are deleted");
+    assert_eq!((store.entries.len(), hub.dedupe_entries()), (3, 3));
+    // Back to c2: a floor survives a rebuilt hub (seq 1..=6 of a full window are old).
+    for seq in 2..=10 {
+        write_as(&mut hub, &mut eng, 2, seq, &mut store);
+    }
+    let mut hub = SyncHub::new(config, Auth::open(), "r".repeat(40), 0);
+    assert!(hub.restore_dedupe(store.load()).is_empty());
+    assert_eq!((hub.dedupe_entries(), hub.dedupe_clients()), (store.entries.len(), store.clients.len()));
+    hub.open(9, T0);
+    hub.message(&mut eng, &mut NoHost, 9, &cmd_bytes(&["SYNC.HELLO", "1", "", "c2"]), T0);
+    let before = eng.db(0).unwrap().get(b"k").unwrap().value.clone();
+    assert_eq!(write_as(&mut hub, &mut eng, 9, 3, &mut store), (0, Frame::Null), "below the floor: an old duplicate");
+    let (offset, reply) = write_as(&mut hub, &mut eng, 9, 10, &mut store);
+    assert!(offset > 0 && reply == Frame::Int(22), "the remembered ack: {offset} {reply:?}");
+    assert_eq!(eng.db(0).unwrap().get(b"k").unwrap().value, before, "nothing ran again");
+    // A hub with smaller bounds restores what fits and hands out what storage must drop:
+    // the least recent clients and the oldest entries.
+    let small = HubConfig { record_dedupe: true, dedupe_window: 2, dedupe_clients: 2, ..HubConfig::default() };
+    let mut hub = SyncHub::new(small, Auth::open(), "r".repeat(40), 0);
+    let out = hub.restore_dedupe(store.load());
+    store.apply(&out.dedupe);
+    assert_eq!((hub.dedupe_clients(), store.clients.len()), (2, 2));
+    assert!(store.clients.contains_key(&(String::new(), b("c2"))), "the most recent client stays");
+    assert_eq!(store.per_client().values().copied().max(), Some(2));
+    assert_eq!(store.entries.len(), hub.dedupe_entries());
+    // What was restored is what storage holds: a second rebuild drops nothing more.
+    let mut again =
+        SyncHub::new(HubConfig { record_dedupe: true, dedupe_window: 2, dedupe_clients: 2, ..HubConfig::default() }, Auth::open(), "r".repeat(40), 0);
+    assert!(again.restore_dedupe(store.load()).is_empty());
 }
