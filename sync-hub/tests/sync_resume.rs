@@ -3,7 +3,9 @@
 //!   (no `sync.snap`, no `sync.full`, the state machine counts no full sync), also for a
 //!   client whose own keys were quiet while the stream moved on (`sync.at` heartbeats);
 //! - a break longer than the backlog (a hub with a tiny `--sync-backlog-bytes`) gets
-//!   `full`, and the client still converges; writes it made offline land exactly once.
+//!   `full`, and the client still converges; writes it made offline land exactly once;
+//! - a write made `AS` an origin (a leader tab relaying a follower tab's write) and resent
+//!   on another connection with another client id (the next leader) runs once.
 
 mod sync_support;
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use recached_engine::resp::Frame;
 use sync_support::client::{ClientOpts, TestClient};
+use sync_support::raw::RawWs;
 use sync_support::state::{diff, read_hub, visible_part};
 use sync_support::{b, cmd, int, loud, now_ms, Backend, Hub, HubOpts, IO_TIMEOUT};
 
@@ -176,6 +179,68 @@ async fn resent_writes_whose_acks_were_lost_apply_once() {
         }
     }
     assert_converged(&c, &mut be, &["d:*"]).await;
+}
+
+/// The ack of the next write on a raw connection: (seq, reply).
+async fn raw_ack(ws: &mut RawWs) -> (i64, Frame) {
+    match ws.reply(IO_TIMEOUT).await {
+        Ok(Frame::Array(items)) if items.len() == 4 => (int(&items[0]).unwrap_or(-1), items[2].clone()),
+        other => panic!("not an ack: {other:?}"),
+    }
+}
+
+/// Issue 5 (cross-tab exactly-once): a leader tab runs a follower's write through its
+/// connection as `SYNC.W AS <origin> <seq>` and closes before the ack arrives; the next
+/// leader resends it on its own connection, with its own client id. The hub must answer
+/// from its dedupe memory under (subject, origin), not run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_write_resent_by_another_connection_applies_once() {
+    let Some(hub) = Hub::start_or_skip("as_write_resent_by_another_connection_applies_once", HubOpts::new()) else { return };
+    let mut be = hub.backend().await;
+    let tok = hub.token("frank", &["as:*"], &["as:*"], 3_600_000);
+    let mut old = RawWs::connect(&hub.ws_url).await;
+    assert!(matches!(old.hello(&tok, "old-leader").await, Ok(Frame::Map(_))));
+    old.send_cmds(&[cmd(&["SYNC.W", "AS", "tab-f", "1", "INCR", "as:k"]), cmd(&["SYNC.TX", "AS", "tab-f", "2", "2", "2", "INCR", "as:k", "3", "RPUSH", "as:l", "x"])])
+        .await
+        .expect("send");
+    // Wait until the hub ran both, then drop the socket with the acks unread.
+    let mut got = None;
+    for _ in 0..500 {
+        got = int(&be.cmd(&["GET", "as:k"]).await);
+        if got == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, Some(2), "the hub did not run the writes");
+    drop(old);
+
+    let mut new = RawWs::connect(&hub.ws_url).await;
+    assert!(matches!(new.hello(&tok, "new-leader").await, Ok(Frame::Map(_))));
+    new.send_cmds(&[
+        cmd(&["SYNC.W", "AS", "tab-f", "1", "INCR", "as:k"]),
+        cmd(&["SYNC.TX", "AS", "tab-f", "2", "2", "2", "INCR", "as:k", "3", "RPUSH", "as:l", "x"]),
+        // Equal seqs of another origin and of the connection itself are other writes.
+        cmd(&["SYNC.W", "AS", "tab-g", "1", "INCR", "as:k"]),
+        cmd(&["SYNC.W", "1", "INCR", "as:k"]),
+    ])
+    .await
+    .expect("send");
+    assert_eq!(raw_ack(&mut new).await, (1, Frame::Int(1)), "the resend answers the first run's reply");
+    assert_eq!(raw_ack(&mut new).await, (2, Frame::Array(vec![Frame::Int(2), Frame::Int(1)])));
+    assert_eq!(raw_ack(&mut new).await, (1, Frame::Int(3)));
+    assert_eq!(raw_ack(&mut new).await, (1, Frame::Int(4)));
+    assert_eq!(int(&be.cmd(&["GET", "as:k"]).await), Some(4), "the resent INCRs ran again");
+    assert_eq!(int(&be.cmd(&["LLEN", "as:l"]).await), Some(1), "the resent transaction ran again");
+    // Scope applies to AS writes as to any other.
+    new.send_cmds(&[cmd(&["SYNC.W", "AS", "tab-f", "3", "SET", "other", "x"])]).await.expect("send");
+    match new.reply(IO_TIMEOUT).await {
+        Ok(Frame::Array(items)) => assert!(matches!(&items[2], Frame::Error(e) if e.starts_with(b"NOPERM")), "{items:?}"),
+        other => panic!("{other:?}"),
+    }
+    if let Some(dups) = hub.metric("recached_sync_duplicate_writes_total").await {
+        assert_eq!(dups, 2.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

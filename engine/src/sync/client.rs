@@ -27,7 +27,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::hub::{check_command, close};
-use super::message::{Ack, HelloReply, MessageError, Push, Request, SubMode, SubReply, PROTOCOL_VERSION};
+use super::message::{valid_client_id, Ack, HelloReply, MessageError, Push, Request, SubMode, SubReply, PROTOCOL_VERSION};
 use super::scope::{Grant, Scope};
 use crate::change::{Change, ChangeGroup};
 use crate::command::lookup;
@@ -143,6 +143,20 @@ pub struct Submitted {
     pub reply: Reply,
 }
 
+/// The writer a write is made for, when the client relays it for another (a leader tab
+/// running a follower tab's write): sent as `SYNC.W AS <id> <seq>`, so the hub deduplicates
+/// it under that writer's id and seq. Whoever resends it later (after a reconnect, or
+/// another tab after a leader change) sends the same origin and seq, and the hub runs it
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The writer's id (`A-Za-z0-9_-`, 1 to 64 bytes, like a client id; a namespace of its
+    /// own at the hub).
+    pub id: Bytes,
+    /// The writer's sequence number for this write (≥ 1, never reused for that id).
+    pub seq: u64,
+}
+
 /// Counters, for tests and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
@@ -174,7 +188,11 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct Pending {
+    /// This client's key for the write (events and `awaiting` name it), distinct from the
+    /// wire seq when the write has an origin, so seqs of different origins never collide.
     seq: u64,
+    /// The writer it is made for; its seq is the one on the wire.
+    origin: Option<Origin>,
     commands: Vec<Vec<Bytes>>,
     tx: bool,
     /// Keys it touches; `None`: every key (a keyless write such as FLUSHDB).
@@ -236,6 +254,19 @@ impl Affected {
             None => self.all = true,
             Some(keys) => keys.iter().for_each(|k| self.add(k)),
         }
+    }
+}
+
+/// The request a pending write is sent as (the same on every resend).
+fn write_request(seq: u64, origin: &Option<Origin>, commands: &[Vec<Bytes>], tx: bool) -> Request {
+    let (origin, seq) = match origin {
+        Some(o) => (Some(o.id.clone()), o.seq),
+        None => (None, seq),
+    };
+    if tx {
+        Request::Tx { origin, seq, commands: commands.to_vec() }
+    } else {
+        Request::Write { origin, seq, args: commands.first().cloned().unwrap_or_default() }
     }
 }
 
@@ -565,7 +596,7 @@ impl SyncClient {
                 Err(e) => return Err(e.into()),
             },
             Req::Write(seq) => match Ack::decode(&frame) {
-                Ok(ack) => self.on_ack(ack),
+                Ok(ack) => self.on_ack(seq, ack)?,
                 Err(MessageError::Refused(e)) => {
                     if let Some(l) = self.link.as_mut() {
                         l.in_flight = l.in_flight.saturating_sub(1);
@@ -655,18 +686,26 @@ impl SyncClient {
         Ok(())
     }
 
-    fn on_ack(&mut self, ack: Ack) {
+    /// The ack of the write this client keys `seq` (replies come in request order, so
+    /// `awaiting` names it; the ack's own seq is the wire seq, the origin's for an `AS` write).
+    fn on_ack(&mut self, seq: u64, ack: Ack) -> Result<(), ClientError> {
         if let Some(l) = self.link.as_mut() {
             l.in_flight = l.in_flight.saturating_sub(1);
         }
+        let idx = self.pending.iter().position(|p| p.seq == seq);
+        if let Some(p) = idx.and_then(|i| self.pending.get(i)) {
+            let wire = p.origin.as_ref().map_or(p.seq, |o| o.seq);
+            if ack.seq != wire {
+                return Err(ClientError::Protocol(format!("ack for seq {} where {wire} was due", ack.seq)));
+            }
+        }
         if let Frame::Error(e) = &ack.reply {
             let e = String::from_utf8_lossy(e).into_owned();
-            self.reject(ack.seq, e);
-            return;
+            self.reject(seq, e);
+            return Ok(());
         }
         self.stats.acks += 1;
-        self.events.push_back(Event::Acked { seq: ack.seq, reply: ack.reply });
-        let idx = self.pending.iter().position(|p| p.seq == ack.seq);
+        self.events.push_back(Event::Acked { seq, reply: ack.reply });
         match ack.changes {
             Some(changes) => {
                 let mut aff = Affected::default();
@@ -702,6 +741,7 @@ impl SyncClient {
             }
         }
         self.send_pending();
+        Ok(())
     }
 
     fn reject(&mut self, seq: u64, error: String) {
@@ -793,8 +833,7 @@ impl SyncClient {
                 self.stats.resent += 1;
             }
             p.sent_before = true;
-            let req = if p.tx { Request::Tx { seq: p.seq, commands: p.commands.clone() } } else { Request::Write { seq: p.seq, args: p.commands[0].clone() } };
-            reqs.push((p.seq, req));
+            reqs.push((p.seq, write_request(p.seq, &p.origin, &p.commands, p.tx)));
         }
         for (seq, req) in reqs {
             self.stage(&req);
@@ -812,6 +851,14 @@ impl SyncClient {
     /// once, are queued and sent, and return their seq. MULTI/EXEC go through
     /// [`SyncClient::transaction`].
     pub fn execute(&mut self, args: &[Bytes], local_ms: u64) -> Submitted {
+        self.execute_as(args, None, local_ms)
+    }
+
+    /// [`SyncClient::execute`] for a write made for another writer ([`Origin`]): sent as
+    /// `SYNC.W AS`, deduplicated by the hub under the origin's id and seq. Reads ignore the
+    /// origin. The returned seq (this client's key for the write, which its events carry)
+    /// is not the origin's.
+    pub fn execute_as(&mut self, args: &[Bytes], origin: Option<Origin>, local_ms: u64) -> Submitted {
         self.clock(local_ms);
         let spec = args.first().and_then(|n| lookup(n));
         if let Some(spec) = spec {
@@ -819,7 +866,7 @@ impl SyncClient {
                 return Submitted { seq: None, reply: Reply::err("ERR SYNC use a transaction for MULTI/EXEC on a sync client") };
             }
             if spec.is_write() && spec.arity_ok(args.len()) {
-                return self.submit(vec![args.to_vec()], false);
+                return self.submit(vec![args.to_vec()], false, origin);
             }
         }
         // Reads run on the local copy, which holds only keys the token may read; commands
@@ -834,11 +881,17 @@ impl SyncClient {
 
     /// Runs commands as one transaction (MULTI … EXEC), optimistically, and queues it.
     pub fn transaction(&mut self, commands: &[Vec<Bytes>], local_ms: u64) -> Submitted {
+        self.transaction_as(commands, None, local_ms)
+    }
+
+    /// [`SyncClient::transaction`] made for another writer (`SYNC.TX AS`, see
+    /// [`SyncClient::execute_as`]).
+    pub fn transaction_as(&mut self, commands: &[Vec<Bytes>], origin: Option<Origin>, local_ms: u64) -> Submitted {
         self.clock(local_ms);
         if commands.is_empty() || commands.iter().any(|c| c.first().and_then(|n| lookup(n)).is_some_and(|s| s.runs_in_multi())) {
             return Submitted { seq: None, reply: Reply::err(errors::EXECABORT) };
         }
-        self.submit(commands.to_vec(), true)
+        self.submit(commands.to_vec(), true, origin)
     }
 
     /// Sends any command to the hub (not applied locally); its reply comes back as
@@ -854,7 +907,16 @@ impl SyncClient {
         Some(id)
     }
 
-    fn submit(&mut self, commands: Vec<Vec<Bytes>>, tx: bool) -> Submitted {
+    fn submit(&mut self, commands: Vec<Vec<Bytes>>, tx: bool, origin: Option<Origin>) -> Submitted {
+        if let Some(o) = &origin {
+            // Refused here as the hub would refuse it, so a bad id never reaches the wire.
+            if !valid_client_id(&o.id) {
+                return Submitted { seq: None, reply: Reply::err("ERR SYNC invalid origin id") };
+            }
+            if o.seq == 0 {
+                return Submitted { seq: None, reply: Reply::err("ERR SYNC invalid seq") };
+            }
+        }
         let open = Grant::open();
         let grant = self.grant.as_ref().unwrap_or(&open);
         for c in &commands {
@@ -863,9 +925,8 @@ impl SyncClient {
             }
         }
         let seq = self.next_seq;
-        let req = if tx { Request::Tx { seq, commands: commands.clone() } } else { Request::Write { seq, args: commands[0].clone() } };
         let mut size = Vec::new();
-        req.encode(&mut size);
+        write_request(seq, &origin, &commands, tx).encode(&mut size);
         if size.len() > self.maxmsg {
             return Submitted { seq: None, reply: Reply::err("ERR SYNC message too big") };
         }
@@ -895,7 +956,7 @@ impl SyncClient {
             }
         }
         self.next_seq += 1;
-        self.pending.push_back(Pending { seq, commands, tx, keys, at: self.now, state: State::Unsent, sent_before: false });
+        self.pending.push_back(Pending { seq, origin, commands, tx, keys, at: self.now, state: State::Unsent, sent_before: false });
         self.diff_and_report(before, touched);
         self.send_pending();
         Submitted { seq: Some(seq), reply }

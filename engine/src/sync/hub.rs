@@ -424,7 +424,7 @@ pub enum DedupeChange {
     },
 }
 
-/// Remembered write results by (subject, client id), bounded.
+/// Remembered write results by (subject, client id) or (subject, origin id), bounded.
 #[derive(Debug, Default)]
 struct Dedupe {
     window: usize,
@@ -515,6 +515,26 @@ fn trim(w: &mut DedupeWindow, window: usize) {
             w.floor = w.floor.max(s);
         }
     }
+}
+
+/// Marks an origin id in the dedupe memory's keys: a byte no client id may hold, so origin
+/// ids (`SYNC.W AS`) and client ids (HELLO) are separate namespaces and never share a
+/// window, whatever ids the clients choose.
+const ORIGIN_MARK: u8 = b'@';
+
+/// The dedupe memory's key of a write: (subject, client id), or (subject, origin id) for a
+/// write made `AS` an origin.
+fn dedupe_key(subject: &str, client_id: &Bytes, origin: Option<&Bytes>) -> (String, Bytes) {
+    let id = match origin {
+        None => client_id.clone(),
+        Some(o) => {
+            let mut k = Vec::with_capacity(o.len() + 1);
+            k.push(ORIGIN_MARK);
+            k.extend_from_slice(o);
+            Bytes::from(k)
+        }
+    };
+    (subject.to_string(), id)
 }
 
 /// Per-connection output being assembled during one call.
@@ -981,8 +1001,8 @@ impl SyncHub {
             Request::Hello { token, client_id, .. } => self.hello(id, &token, client_id, now_ms),
             _ if !authed => self.outbox.push(id, &error_frame(NOAUTH)),
             Request::Sub { patterns, from } => self.subscribe(engine, id, patterns, from, now_ms),
-            Request::Write { seq, args } => self.write(engine, host, id, seq, vec![args], false, now_ms),
-            Request::Tx { seq, commands } => self.write(engine, host, id, seq, commands, true, now_ms),
+            Request::Write { origin, seq, args } => self.write(engine, host, id, origin, seq, vec![args], false, now_ms),
+            Request::Tx { origin, seq, commands } => self.write(engine, host, id, origin, seq, commands, true, now_ms),
             Request::Command(args) => self.plain(engine, host, id, args, now_ms),
         }
     }
@@ -1164,7 +1184,7 @@ impl SyncHub {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write(&mut self, engine: &mut Engine, host: &mut dyn Host, id: ConnId, seq: u64, commands: Vec<Vec<Bytes>>, tx: bool, now_ms: u64) {
+    fn write(&mut self, engine: &mut Engine, host: &mut dyn Host, id: ConnId, origin: Option<Bytes>, seq: u64, commands: Vec<Vec<Bytes>>, tx: bool, now_ms: u64) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Some(grant) = &conn.grant else { return };
         if conn.session.in_multi() {
@@ -1172,7 +1192,7 @@ impl SyncHub {
             return;
         }
         let live = conn.patterns.is_some();
-        let key = (grant.subject.clone(), conn.client_id.clone());
+        let key = dedupe_key(&grant.subject, &conn.client_id, origin.as_ref());
         if let Some((offset, reply)) = self.dedupe.get(&key, seq) {
             self.stats.duplicates += 1;
             let mut f = Vec::new();

@@ -84,16 +84,21 @@ pub enum Request {
         /// The resume point, when the client holds a complete state.
         from: Option<(String, u64)>,
     },
-    /// `SYNC.W seq command arg…`
+    /// `SYNC.W [AS origin] seq command arg…`
     Write {
-        /// Client sequence number.
+        /// The writer the write is made for, when it is not the connection's own client
+        /// (`AS origin`): the hub deduplicates it under this id instead.
+        origin: Option<Bytes>,
+        /// Sequence number (the origin's when `origin` is set, else the client's).
         seq: u64,
         /// The command.
         args: Vec<Bytes>,
     },
-    /// `SYNC.TX seq count argc command arg… …`
+    /// `SYNC.TX [AS origin] seq count argc command arg… …`
     Tx {
-        /// Client sequence number.
+        /// As for [`Request::Write`].
+        origin: Option<Bytes>,
+        /// Sequence number (the origin's when `origin` is set, else the client's).
         seq: u64,
         /// The commands.
         commands: Vec<Vec<Bytes>>,
@@ -111,6 +116,23 @@ fn parse_seq(arg: &[u8]) -> Result<u64, RequestError> {
         Some(n) if n >= 1 => Ok(n as u64),
         _ => Err(RequestError::reply("ERR SYNC invalid seq")),
     }
+}
+
+/// Reads the head of a `SYNC.W`/`SYNC.TX`: `[AS origin] seq`. Returns the origin, the seq
+/// and the index of the first argument after them; `min_rest` is how many arguments must
+/// follow (else the arity error of `verb`).
+fn parse_write_head(args: &[Bytes], verb: &str, min_rest: usize) -> Result<(Option<Bytes>, u64, usize), RequestError> {
+    // A seq is always decimal, so `AS` cannot be mistaken for one.
+    let (origin, at) = if args.get(1).is_some_and(|a| is(a, "AS")) { (Some(2), 3) } else { (None, 1) };
+    if args.len() < at + 1 + min_rest {
+        return Err(RequestError::reply(crate::reply::errors::arity(verb)));
+    }
+    let origin = match origin {
+        Some(i) if !valid_client_id(&args[i]) => return Err(RequestError::reply("ERR SYNC invalid origin id")),
+        Some(i) => Some(args[i].clone()),
+        None => None,
+    };
+    Ok((origin, parse_seq(&args[at])?, at + 1))
 }
 
 /// Whether a client id has the allowed length and bytes.
@@ -166,23 +188,17 @@ impl Request {
             return Ok(Request::Sub { patterns, from });
         }
         if is(name, "SYNC.W") {
-            if args.len() < 3 {
-                return Err(RequestError::reply(crate::reply::errors::arity("sync.w")));
-            }
-            let seq = parse_seq(&args[1])?;
-            return Ok(Request::Write { seq, args: args[2..].to_vec() });
+            let (origin, seq, at) = parse_write_head(&args, "sync.w", 1)?;
+            return Ok(Request::Write { origin, seq, args: args[at..].to_vec() });
         }
         if is(name, "SYNC.TX") {
-            if args.len() < 5 {
-                return Err(RequestError::reply(crate::reply::errors::arity("sync.tx")));
-            }
-            let seq = parse_seq(&args[1])?;
-            let count = match parse_i64(&args[2]) {
+            let (origin, seq, at) = parse_write_head(&args, "sync.tx", 3)?;
+            let count = match parse_i64(&args[at]) {
                 Some(c) if c >= 1 && c as usize <= MAX_TX_COMMANDS => c as usize,
                 _ => return Err(RequestError::reply(crate::reply::errors::SYNTAX)),
             };
             let mut commands = Vec::with_capacity(count.min(64));
-            let mut i = 3;
+            let mut i = at + 1;
             for _ in 0..count {
                 let argc = match args.get(i).and_then(|a| parse_i64(a)) {
                     Some(c) if c >= 1 && (c as usize) < args.len() - i => c as usize,
@@ -194,7 +210,7 @@ impl Request {
             if i != args.len() {
                 return Err(RequestError::reply(crate::reply::errors::SYNTAX));
             }
-            return Ok(Request::Tx { seq, commands });
+            return Ok(Request::Tx { origin, seq, commands });
         }
         Ok(Request::Command(args))
     }
@@ -216,15 +232,17 @@ impl Request {
                 }
                 encode_command(&args, out);
             }
-            Request::Write { seq, args } => {
-                let mut all: Vec<Bytes> = Vec::with_capacity(args.len() + 2);
+            Request::Write { origin, seq, args } => {
+                let mut all: Vec<Bytes> = Vec::with_capacity(args.len() + 4);
                 all.push(Bytes::from_static(b"SYNC.W"));
-                all.push(Bytes::from(seq.to_string()));
+                push_write_head(&mut all, origin, *seq);
                 all.extend(args.iter().cloned());
                 encode_command(&all, out);
             }
-            Request::Tx { seq, commands } => {
-                let mut all: Vec<Bytes> = vec![Bytes::from_static(b"SYNC.TX"), Bytes::from(seq.to_string()), Bytes::from(commands.len().to_string())];
+            Request::Tx { origin, seq, commands } => {
+                let mut all: Vec<Bytes> = vec![Bytes::from_static(b"SYNC.TX")];
+                push_write_head(&mut all, origin, *seq);
+                all.push(Bytes::from(commands.len().to_string()));
                 for c in commands {
                     all.push(Bytes::from(c.len().to_string()));
                     all.extend(c.iter().cloned());
@@ -234,6 +252,14 @@ impl Request {
             Request::Command(args) => encode_command(args, out),
         }
     }
+}
+
+fn push_write_head(all: &mut Vec<Bytes>, origin: &Option<Bytes>, seq: u64) {
+    if let Some(o) = origin {
+        all.push(Bytes::from_static(b"AS"));
+        all.push(o.clone());
+    }
+    all.push(Bytes::from(seq.to_string()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -861,8 +887,12 @@ mod tests {
         roundtrip_request(Request::Hello { version: 1, token: b("t.o.k"), client_id: b("tab-1") });
         roundtrip_request(Request::Sub { patterns: vec![b("a:*"), b("FROM")], from: None });
         roundtrip_request(Request::Sub { patterns: vec![b("a:*")], from: Some(("abc".into(), 42)) });
-        roundtrip_request(Request::Write { seq: 7, args: args(&["SET", "k", "v"]) });
-        roundtrip_request(Request::Tx { seq: 8, commands: vec![args(&["SET", "k", "v"]), args(&["INCR", "n"])] });
+        roundtrip_request(Request::Write { origin: None, seq: 7, args: args(&["SET", "k", "v"]) });
+        roundtrip_request(Request::Tx { origin: None, seq: 8, commands: vec![args(&["SET", "k", "v"]), args(&["INCR", "n"])] });
+        roundtrip_request(Request::Write { origin: Some(b("tab-1")), seq: 3, args: args(&["INCR", "n"]) });
+        roundtrip_request(Request::Tx { origin: Some(b("tab_2")), seq: 4, commands: vec![args(&["SET", "k", "v"])] });
+        // A command named AS is no origin: the seq comes first.
+        roundtrip_request(Request::Write { origin: None, seq: 9, args: args(&["AS", "x"]) });
         roundtrip_request(Request::Command(args(&["GET", "k"])));
     }
 
@@ -886,6 +916,17 @@ mod tests {
         assert_eq!(e(&["SYNC.TX", "1", "0", "1", "PING"]).text, "ERR syntax error");
         assert_eq!(e(&["SYNC.TX", "1", "1", "0", "PING"]).text, "ERR syntax error");
         assert!(!e(&["SYNC.W", "0", "SET"]).fatal);
+        assert_eq!(e(&["SYNC.W", "AS", "bad id!", "1", "INCR", "n"]), RequestError::reply("ERR SYNC invalid origin id"));
+        assert_eq!(e(&["SYNC.W", "as", "", "1", "INCR", "n"]).text, "ERR SYNC invalid origin id");
+        assert_eq!(e(&["SYNC.W", "AS", &"o".repeat(65), "1", "INCR"]).text, "ERR SYNC invalid origin id");
+        assert_eq!(e(&["SYNC.W", "AS", "o", "0", "INCR", "n"]).text, "ERR SYNC invalid seq");
+        assert_eq!(e(&["SYNC.W", "AS", "o", "1"]).text, "ERR wrong number of arguments for 'sync.w' command");
+        assert_eq!(e(&["SYNC.TX", "AS", "o", "1", "1", "1"]).text, "ERR wrong number of arguments for 'sync.tx' command");
+        assert_eq!(e(&["SYNC.TX", "AS", "o", "1", "1", "2", "GET"]).text, "ERR syntax error");
+        assert_eq!(
+            Request::parse(args(&["sync.tx", "as", "o", "5", "1", "2", "INCR", "n"])).unwrap(),
+            Request::Tx { origin: Some(b("o")), seq: 5, commands: vec![args(&["INCR", "n"])] }
+        );
         // A pattern named FROM is unambiguous thanks to numpatterns.
         assert_eq!(
             Request::parse(args(&["SYNC.SUB", "1", "FROM", "FROM", "r", "5"])).unwrap(),

@@ -22,7 +22,7 @@ pub mod scope;
 pub mod token;
 
 pub use backlog::Backlog;
-pub use client::{ClientConfig, Event, Reconnect, Status, SyncClient};
+pub use client::{ClientConfig, Event, Origin, Reconnect, Status, SyncClient};
 pub use hub::{Auth, Close, ConnId, DedupeChange, DedupeEntry, HubConfig, Output, SyncHub};
 pub use scope::{Grant, Scope};
 pub use token::{Claims, TokenError};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::client::{ClientConfig, Event, Reconnect, Status, SyncClient};
+use super::client::{ClientConfig, Event, Origin, Reconnect, Status, SyncClient};
 use super::hub::{close, Auth, ConnId, DedupeChange, DedupeEntry, HubConfig, Output, SyncHub};
 use super::message::{Ack, Push};
 use super::scope::Scope;
@@ -257,6 +257,18 @@ impl Sim {
     fn submit(&mut self, i: usize, cmd: Vec<Bytes>) -> Option<u64> {
         let local = self.local(i);
         let s = self.clients[i].c.execute(&cmd, local);
+        if let Some(seq) = s.seq {
+            self.clients[i].submitted.insert(seq);
+        }
+        self.flush(i);
+        s.seq
+    }
+
+    /// A write made for another writer (`SYNC.W AS origin seq`, what a leader tab sends
+    /// for a follower tab).
+    fn submit_as(&mut self, i: usize, origin: &str, seq: u64, cmd: Vec<Bytes>) -> Option<u64> {
+        let local = self.local(i);
+        let s = self.clients[i].c.execute_as(&cmd, Some(Origin { id: b(origin), seq }), local);
         if let Some(seq) = s.seq {
             self.clients[i].submitted.insert(seq);
         }
@@ -774,6 +786,148 @@ fn resent_writes_apply_exactly_once() {
     assert_eq!(get(&mut sim, a, "n"), Reply::bulk("5"));
     assert_eq!(sim.engine.db(0).unwrap().get(b"n").unwrap().value, Value::Int(5));
     sim.check_converged();
+}
+
+fn acked(sim: &Sim, i: usize, seq: u64) -> Option<Frame> {
+    sim.clients[i].events.iter().find_map(|e| match e {
+        Event::Acked { seq: s, reply } if *s == seq => Some(reply.clone()),
+        _ => None,
+    })
+}
+
+fn hub_int(sim: &Sim, key: &str) -> Option<i64> {
+    match sim.engine.db(0)?.get(key.as_bytes())?.value {
+        Value::Int(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// Issue 5 (cross-tab exactly-once): a follower tab's write that one leader ran but never
+/// answered is resent by the next leader, on another connection with another client id.
+/// Made `AS` the follower's origin with the same seq, the hub runs it once and answers the
+/// resend with the first run's reply.
+#[test]
+fn as_writes_resent_on_another_connection_apply_once() {
+    let mut sim = Sim::new(13, HubConfig::default());
+    let old = live_client(&mut sim, &["*"], &["*"]);
+    let new = live_client(&mut sim, &["*"], &["*"]);
+    for seq in 1..=3 {
+        sim.submit_as(old, "tab-f", seq, args(&["INCR", "n"])).unwrap();
+    }
+    sim.submit_tx(old, vec![args(&["INCR", "n"]), args(&["INCR", "m"])]).unwrap();
+    // The old leader's hub ran them, then it went away before any answer reached it.
+    sim.drop_link(old, true);
+    assert_eq!(sim.hub.stats().writes, 4);
+    let local = sim.local(new);
+    let tx = sim.clients[new].c.transaction_as(&[args(&["INCR", "n"]), args(&["INCR", "m"])], Some(Origin { id: b("tab-f"), seq: 4 }), local).seq.unwrap();
+    sim.flush(new);
+    let resent: Vec<u64> = (1..=3).map(|seq| sim.submit_as(new, "tab-f", seq, args(&["INCR", "n"])).unwrap()).collect();
+    sim.deliver_all();
+    // The tx with seq 4 of tab-f was new (the old leader's tx was its own, not AS tab-f):
+    // it ran; the resends did not.
+    assert_eq!(sim.hub.stats().writes, 5);
+    assert_eq!(sim.hub.stats().duplicates, 3);
+    assert_eq!(hub_int(&sim, "n"), Some(3 + 1 + 1));
+    // Each resend settles with the first run's reply, under the new client's own keys.
+    for (i, seq) in resent.iter().enumerate() {
+        assert_eq!(acked(&sim, new, *seq), Some(Frame::Int(i as i64 + 1)), "resend {i}");
+    }
+    assert!(acked(&sim, new, tx).is_some());
+    assert_eq!(sim.clients[new].c.pending_len(), 0);
+    // Sent again on the same connection, still once.
+    sim.submit_as(new, "tab-f", 2, args(&["INCR", "n"])).unwrap();
+    sim.deliver_all();
+    assert_eq!(sim.hub.stats().duplicates, 4);
+    assert_eq!(hub_int(&sim, "n"), Some(5));
+    sim.quiesce();
+    sim.check_converged();
+}
+
+#[test]
+fn as_writes_of_two_origins_with_equal_seqs_both_apply() {
+    let mut sim = Sim::new(14, HubConfig::default());
+    let a = live_client(&mut sim, &["*"], &["*"]);
+    let b_ = live_client(&mut sim, &["*"], &["*"]);
+    // Equal seqs from different origins, interleaved with this client's own seq 1 …
+    let own = sim.submit(a, args(&["INCR", "n"])).unwrap();
+    assert_eq!(own, 1);
+    sim.submit_as(a, "tab-x", 1, args(&["INCR", "n"])).unwrap();
+    sim.submit_as(a, "tab-y", 1, args(&["INCR", "n"])).unwrap();
+    // … and an origin id equal to a client id (client-1 is b_'s): separate namespaces.
+    sim.submit_as(a, "client-1", 1, args(&["INCR", "n"])).unwrap();
+    sim.deliver_all();
+    sim.submit(b_, args(&["INCR", "n"])).unwrap();
+    sim.deliver_all();
+    assert_eq!(sim.hub.stats().duplicates, 0);
+    assert_eq!(sim.hub.stats().writes, 5);
+    assert_eq!(hub_int(&sim, "n"), Some(5));
+    sim.check_converged();
+}
+
+#[test]
+fn as_writes_obey_scope_and_refusals() {
+    let mut sim = Sim::new(15, HubConfig::default());
+    let i = sim.add_client("u1", &["user:1:*"], &["user:1:*"], &["user:1:*"], 0);
+    // Before HELLO the client cannot refuse it: the hub does, for the origin's seq.
+    let out = sim.submit_as(i, "tab-f", 7, args(&["SET", "user:2:x", "nope"])).unwrap();
+    sim.connect(i);
+    sim.deliver_all();
+    let rejected = sim.clients[i].events.iter().find_map(|e| match e {
+        Event::Rejected { seq, error } if *seq == out => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(rejected.as_deref(), Some(super::hub::NOPERM_KEYS));
+    assert!(sim.engine.db(0).is_none_or(|d| d.get(b"user:2:x").is_none()));
+    assert_eq!(get(&mut sim, i, "user:2:x"), Reply::Nil, "rolled back");
+    // Once the scope is known it is refused locally, like the client's own writes.
+    let local = sim.local(i);
+    let s = sim.clients[i].c.execute_as(&args(&["SET", "user:2:y", "no"]), Some(Origin { id: b("tab-f"), seq: 8 }), local);
+    assert_eq!(s.seq, None);
+    assert!(matches!(s.reply, Reply::Error(ref e) if e.starts_with("NOPERM")));
+    // A bad origin never reaches the wire.
+    for (id, seq, err) in [("bad id!", 1, "ERR SYNC invalid origin id"), ("", 1, "ERR SYNC invalid origin id"), ("ok", 0, "ERR SYNC invalid seq")] {
+        let s = sim.clients[i].c.execute_as(&args(&["SET", "user:1:z", "v"]), Some(Origin { id: b(id), seq }), local);
+        assert_eq!((s.seq, s.reply), (None, Reply::err(err)));
+    }
+    // A rejected write's resend is answered with the same refusal, and runs nothing.
+    sim.backend(0, args(&["RPUSH", "user:1:l", "a"]));
+    sim.deliver_all();
+    let first = sim.submit_as(i, "tab-f", 9, args(&["INCR", "user:1:l"])).unwrap();
+    sim.deliver_all();
+    let again = sim.submit_as(i, "tab-f", 9, args(&["INCR", "user:1:l"])).unwrap();
+    sim.deliver_all();
+    for seq in [first, again] {
+        assert!(sim.clients[i].events.iter().any(|e| matches!(e, Event::Rejected { seq: s, error } if *s == seq && error.starts_with("WRONGTYPE"))));
+    }
+    assert_eq!(sim.hub.stats().duplicates, 1);
+    sim.check_converged();
+}
+
+#[test]
+fn as_writes_on_the_wire() {
+    let (mut eng, mut hub) = raw_hub(Auth::open());
+    hub.open(1, T0);
+    let mut msg = cmd_bytes(&["SYNC.HELLO", "1", "", "c1"]);
+    msg.extend(cmd_bytes(&["SYNC.W", "AS", "o1", "5", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["SYNC.W", "5", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["SYNC.W", "as", "o1", "5", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["SYNC.TX", "AS", "o2", "5", "1", "2", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["SYNC.W", "AS", "bad!", "6", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["MULTI"]));
+    msg.extend(cmd_bytes(&["SYNC.W", "AS", "o1", "7", "INCR", "n"]));
+    msg.extend(cmd_bytes(&["DISCARD"]));
+    let out = hub.message(&mut eng, &mut NoHost, 1, &msg, T0);
+    let f = frames(&out);
+    let ack = |i: usize| Ack::decode(&f[i]).unwrap();
+    // The ack carries the wire seq: the origin's.
+    assert_eq!((ack(1).seq, ack(1).reply.clone()), (5, Frame::Int(1)));
+    assert_eq!((ack(2).seq, ack(2).reply.clone()), (5, Frame::Int(2)), "the client's own seq 5 is another window");
+    assert_eq!((ack(3).seq, ack(3).reply.clone()), (5, Frame::Int(1)), "a duplicate of o1's seq 5");
+    assert_eq!((ack(4).seq, ack(4).reply.clone()), (5, Frame::Array(vec![Frame::Int(3)])));
+    assert_eq!(f[5], Frame::Error(b("ERR SYNC invalid origin id")));
+    assert_eq!(f[7], Frame::Error(b("ERR SYNC.W inside MULTI is not allowed")));
+    assert_eq!(hub.stats().writes, 3);
+    assert_eq!(hub.stats().duplicates, 1);
 }
 
 #[test]
