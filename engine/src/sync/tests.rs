@@ -1330,6 +1330,27 @@ fn dedupe_memory_survives_a_rebuilt_hub() {
     }
 }
 
+// Both fixes of issue 5/6 together (a leader change while the edge hub was evicted): an
+// AS write's stored memory is keyed by its origin, so the next leader's resend on a new
+// connection to a rebuilt hub still runs once.
+#[test]
+fn as_writes_dedupe_across_a_rebuilt_hub() {
+    let mut sim = Sim::new(16, recording());
+    let old = live_client(&mut sim, &["*"], &["*"]);
+    let new = live_client(&mut sim, &["*"], &["*"]);
+    sim.submit_as(old, "tab-f", 1, args(&["INCR", "n"])).unwrap();
+    sim.drop_link(old, true);
+    sim.drop_link(new, false);
+    sim.hub = SyncHub::new(recording(), Auth::with_secret(SECRET), "a".repeat(40), sim.engine.offset());
+    assert!(sim.hub.restore_dedupe(sim.stored.load()).is_empty());
+    let seq = sim.submit_as(new, "tab-f", 1, args(&["INCR", "n"])).unwrap();
+    sim.connect(new);
+    sim.deliver_all();
+    assert_eq!((sim.hub.stats().writes, sim.hub.stats().duplicates), (0, 1));
+    assert_eq!(hub_int(&sim, "n"), Some(1));
+    assert_eq!(acked(&sim, new, seq), Some(Frame::Int(1)));
+}
+
 #[test]
 fn dedupe_changes_are_recorded_only_when_asked() {
     for record in [false, true] {
