@@ -11,6 +11,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use gloo_timers::callback::Timeout;
+use recached_engine::sync::Origin;
 use recached_engine::Reply;
 
 use crate::client::{self, Link};
@@ -291,6 +292,22 @@ impl Cache {
         }
         let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
         self.finish(out, Box::new(done));
+    }
+
+    /// Runs a write in this cache, bypassing the tab routing (the leader tab running a
+    /// follower's write, or its own held ones), made for `origin` when it is another tab's
+    /// so a hub runs it once whichever leader sends it (tabs.rs).
+    pub(crate) fn write_as(&self, commands: &[Vec<Bytes>], tx: bool, origin: Option<Origin>, done: WriteDone) {
+        let now = now_ms();
+        let out = {
+            let mut core = self.inner.core.borrow_mut();
+            match (tx, commands.first()) {
+                (true, _) => core.transaction_as(commands, origin, now),
+                (false, Some(args)) => core.submit_as(args, origin, now),
+                (false, None) => return,
+            }
+        };
+        self.finish(out, done);
     }
 
     fn finish(&self, out: Submitted, done: WriteDone) {

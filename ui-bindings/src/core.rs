@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use recached_engine::resp::Frame;
-use recached_engine::sync::{self, ClientConfig, Reconnect, SyncClient};
+use recached_engine::sync::{self, ClientConfig, Origin, Reconnect, SyncClient};
 use recached_engine::snapshot::{self, SnapshotMeta};
 use recached_engine::{Change, ChangeGroup, Config, EventClass, Engine, Policy, Reply, Session};
 use thiserror::Error;
@@ -300,6 +300,14 @@ impl CacheCore {
 
     /// Runs any command now; a write to a hub-backed cache stays pending until its ack.
     pub fn submit(&mut self, args: &[Bytes], now_ms: u64) -> Submitted {
+        self.submit_as(args, None, now_ms)
+    }
+
+    /// [`CacheCore::submit`] for a write made for another writer (a follower tab's write
+    /// run by the leader): a hub-backed cache sends it as `SYNC.W AS`, so the hub runs it
+    /// once whoever resends it (`recached_engine::sync::Origin`). A local cache ignores
+    /// the origin.
+    pub fn submit_as(&mut self, args: &[Bytes], origin: Option<Origin>, now_ms: u64) -> Submitted {
         if self.is_closed() {
             return Submitted::Done(Reply::err(CLOSED));
         }
@@ -316,7 +324,7 @@ impl CacheCore {
             Backend::Local { engine, session } => {
                 Submitted::Done(engine.execute(session, args, now_ms, &mut recached_engine::NoHost).into_reply())
             }
-            Backend::Synced(client) => pending_or_done(client.execute(args, now_ms)),
+            Backend::Synced(client) => pending_or_done(client.execute_as(args, origin, now_ms)),
         };
         self.collect();
         out
@@ -324,6 +332,11 @@ impl CacheCore {
 
     /// Runs commands as one transaction (MULTI … EXEC): the reply is EXEC's.
     pub fn transaction(&mut self, commands: &[Vec<Bytes>], now_ms: u64) -> Submitted {
+        self.transaction_as(commands, None, now_ms)
+    }
+
+    /// [`CacheCore::transaction`] made for another writer (see [`CacheCore::submit_as`]).
+    pub fn transaction_as(&mut self, commands: &[Vec<Bytes>], origin: Option<Origin>, now_ms: u64) -> Submitted {
         if self.is_closed() {
             return Submitted::Done(Reply::err(CLOSED));
         }
@@ -342,7 +355,7 @@ impl CacheCore {
                 }
                 Submitted::Done(engine.execute(session, &[Bytes::from_static(b"EXEC")], now_ms, &mut host).into_reply())
             }
-            Backend::Synced(client) => pending_or_done(client.transaction(commands, now_ms)),
+            Backend::Synced(client) => pending_or_done(client.transaction_as(commands, origin, now_ms)),
         };
         self.collect();
         out

@@ -9,7 +9,9 @@
 //! follower asks for the state (`hello`) and the leader answers with a snapshot. The lock
 //! is held for the leader's life, so when its tab closes the browser hands it to the next
 //! waiting tab, which connects and announces itself; followers then resend writes still
-//! unanswered. The messages are specified in docs/protocol.md §13.
+//! unanswered. A follower's write reaches the hub under the follower's identity (`SYNC.W
+//! AS <tab id> <write id>`) whichever leader sends it, so one the old leader sent but
+//! never answered runs once. The messages are specified in docs/protocol.md §13.
 //!
 //! Every JS closure (the channel's `onmessage`, the lock callback) lives in [`Tabs`]; its
 //! `Drop` detaches them, closes the channel and releases the lock.
@@ -18,6 +20,8 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use js_sys::{Object, Reflect, Uint8Array};
+use recached_engine::sync::message::valid_client_id;
+use recached_engine::sync::Origin;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent};
@@ -361,10 +365,11 @@ fn become_leader(cache: &Cache) {
     match connect {
         Some(options) => {
             // The hub is the state: connecting replaces the mirror; writes the old leader
-            // never answered are sent again through this tab's own connection.
+            // never answered are sent again through this tab's own connection, under the
+            // identity the old leader sent them with, so the hub runs each once.
             cache.connect_now(&options);
-            for (_, f) in forwarded {
-                run_here(cache, f.commands, f.tx, f.done);
+            for (fid, f) in forwarded {
+                run_here(cache, f.commands, f.tx, f.done, origin_of(&id, fid));
             }
         }
         None => {
@@ -378,18 +383,26 @@ fn become_leader(cache: &Cache) {
         }
     }
     for q in queued {
-        run_here(cache, q.commands, q.tx, q.done);
+        run_here(cache, q.commands, q.tx, q.done, None);
     }
     cache.settle_now();
 }
 
-fn run_here(cache: &Cache, commands: Vec<Vec<Bytes>>, tx: bool, done: Option<WriteDone>) {
+/// Runs a write in this (leading) cache; `origin` names the follower tab it is for.
+fn run_here(cache: &Cache, commands: Vec<Vec<Bytes>>, tx: bool, done: Option<WriteDone>, origin: Option<Origin>) {
     let done = done.unwrap_or_else(|| Box::new(|_| {}));
-    if tx {
-        cache.write_transaction(&commands, done);
-    } else if let Some(args) = commands.first() {
-        cache.write(args, done);
-    }
+    cache.write_as(&commands, tx, origin, done);
+}
+
+/// The identity a follower's write `id` runs under at the hub (`SYNC.W AS <tab> <id>`,
+/// docs/protocol.md §13.2): the follower's tab id, stable for its life, and its write id,
+/// which increases per tab. Any leader that runs the write — the one it was sent to, or
+/// the follower itself after it took over — sends the same, so the hub runs it once.
+/// (The hub keeps origin ids apart from client ids, so the leader's own sync client seqs
+/// never meet these.) A tab id that is not a valid origin id (from another
+/// implementation) runs as a plain write.
+fn origin_of(tab: &str, id: u64) -> Option<Origin> {
+    (id >= 1 && valid_client_id(tab.as_bytes())).then(|| Origin { id: Bytes::copy_from_slice(tab.as_bytes()), seq: id })
 }
 
 /// Sends the whole state (to one new tab, or to all).
@@ -582,7 +595,7 @@ fn on_write(cache: &Cache, from: &str, data: &JsValue) {
         set(&msg, "changes", Uint8Array::from(&wire::encode_changes(&changes)[..]).into());
         post(&c, &msg);
     });
-    run_here(cache, commands, tx, Some(done));
+    run_here(cache, commands, tx, Some(done), origin_of(from, id));
 }
 
 /// The leader answered one of this follower's writes.

@@ -2,7 +2,8 @@
 //! behave as two tabs: BroadcastChannel delivers to the other instances in the page and
 //! Web Locks queue them. Covered: leader election, one WebSocket between the tabs, a
 //! follower's write acknowledged through the leader, leader close → takeover under 1 s,
-//! sharing and hydration with no hub, and closures released on close.
+//! a follower's write the leader sent to the hub but never answered applied exactly once
+//! after the takeover, sharing and hydration with no hub, and closures released on close.
 //!
 //! The hub tests need `RECACHED_TEST_WS` at build time (scripts/test.d/30-ui-wasm.sh);
 //! without it they are skipped. The no-hub tests always run.
@@ -225,6 +226,74 @@ async fn with_a_hub_one_tab_holds_the_socket_and_the_other_follows() {
     other.close();
     sleep(50).await;
     assert_eq!(live_sockets(), sockets, "every socket closed");
+}
+
+/// `GET url` from the page (the hub's HTTP port serves CORS to any origin when open).
+async fn fetch_text(url: &str) -> String {
+    let fetch = Function::new_with_args("u", "return fetch(u).then(r => r.text())");
+    let p: Promise = fetch.call1(&JsValue::NULL, &s(url)).unwrap().unchecked_into();
+    JsFuture::from(p).await.unwrap().as_string().unwrap_or_default()
+}
+
+/// The hub's count of writes answered from its dedupe memory (`/metrics`).
+async fn hub_duplicates(http: &str) -> f64 {
+    let text = fetch_text(&format!("{http}/metrics")).await;
+    text.lines().find_map(|l| l.strip_prefix("recached_sync_duplicate_writes_total ")).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
+}
+
+/// Issue 5: a follower's write that the leader ran through the hub but never answered
+/// (the leader closed with the ack in flight) was resent by the next leader under that
+/// leader's own sync client id and seq, so the hub ran it twice. Now every tab forwards
+/// its writes under its own identity and the leaders send them as `SYNC.W AS`: the hub
+/// runs each once.
+#[wasm_bindgen_test]
+async fn a_follower_write_in_flight_at_a_leader_change_applies_once() {
+    let Some(url) = hub() else { return };
+    let http = url.replacen("ws://", "http://", 1);
+    let prefix = format!("once{}:", js_sys::Math::random().to_bits());
+    let pattern = format!("{prefix}*");
+    let key = format!("{prefix}n");
+    const ROUNDS: i32 = 3;
+    const INCRS: i32 = 3;
+    let dups_before = hub_duplicates(&http).await;
+    assert!(dups_before >= 0.0, "no recached_sync_duplicate_writes_total at {http}/metrics");
+    for round in 0..ROUNDS {
+        let ch = channel();
+        let a = tab(&ch);
+        connect(&a, url, &pattern);
+        let b = tab(&ch);
+        connect(&b, url, &pattern);
+        wait_until("both live", 10_000.0, || a.status() == "live" && b.status() == "live").await;
+        assert_eq!((a.tab_role(), b.tab_role()), ("leader".to_string(), "follower".to_string()));
+        // The race, made certain: the leader closes in the same task that sent b's first
+        // write to the hub, before any ack can reach it (its listener fires right after
+        // the send, while the write is still pending there).
+        let leader = a.handle();
+        let closer = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |_k: JsValue, _e: JsValue| {
+            if leader.pending_writes() > 0 && !leader.is_closed() {
+                leader.close();
+            }
+        });
+        let _off = a.on(key.clone(), closer.as_ref().unchecked_ref::<Function>().clone());
+        let promises: Vec<Promise> = (0..INCRS).map(|_| b.incr(s(&key))).collect();
+        wait_until("b to take over", 2000.0, || b.tab_role() == "leader").await;
+        assert_eq!(a.status(), "closed", "round {round}: the leader never held b's write");
+        let mut replies = Vec::new();
+        for p in promises {
+            replies.push(settle(p).await.unwrap_or_else(|e| panic!("round {round}: {e}")));
+        }
+        let base = round * INCRS;
+        let want: Vec<JsValue> = (1..=INCRS).map(|i| JsValue::from(base + i)).collect();
+        assert_eq!(replies, want, "round {round}: each INCR answered once, in order");
+        let hub_value = fetch_text(&format!("{http}/get/{key}")).await;
+        assert_eq!(hub_value, format!("{{\"result\":\"{}\"}}", base + INCRS), "round {round}: the hub applied an INCR twice");
+        b.close();
+        drop(closer);
+    }
+    // Each round's first INCR ran at the old leader and its resend was answered from the
+    // hub's memory: the race really happened.
+    let dups = hub_duplicates(&http).await - dups_before;
+    assert!(dups >= ROUNDS as f64, "only {dups} resends were deduplicated in {ROUNDS} rounds");
 }
 
 #[wasm_bindgen_test]
