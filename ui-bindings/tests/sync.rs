@@ -6,40 +6,17 @@
 //! (scripts/test.d/30-ui-wasm.sh starts the hub); without it these tests are skipped.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Array, Function};
 use recached_ui::{create_cache, live_closures, JsCache};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+mod common;
+
+use common::{hub, obj, recorder, s, settle, sleep, strs};
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-const HUB: Option<&str> = option_env!("RECACHED_TEST_WS");
-
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> Object {
-    let o = Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &s(k), v).unwrap();
-    }
-    o
-}
-
-fn strs(items: &[&str]) -> JsValue {
-    items.iter().map(|i| s(i)).collect::<Array>().into()
-}
-
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        let set_timeout: Function = Reflect::get(&js_sys::global(), &s("setTimeout")).unwrap().unchecked_into();
-        set_timeout.call2(&JsValue::NULL, &resolve, &JsValue::from(ms)).unwrap();
-    });
-    JsFuture::from(p).await.unwrap();
-}
 
 async fn wait_until(what: &str, max_ms: i32, mut done: impl FnMut() -> bool) {
     let mut waited = 0;
@@ -50,17 +27,6 @@ async fn wait_until(what: &str, max_ms: i32, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn settle(p: Promise) -> Result<JsValue, String> {
-    JsFuture::from(p).await.map_err(|e| e.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default())
-}
-
-fn hub() -> Option<&'static str> {
-    if HUB.is_none() {
-        web_sys::console::log_1(&s("RECACHED_TEST_WS not set at build time: hub sync tests skipped"));
-    }
-    HUB
-}
-
 fn connected(urls: &[&str], patterns: &[&str]) -> JsCache {
     // Not shared between the caches of this page (tests/tabs.rs covers sharing).
     let c = create_cache(Some(obj(&[("channel", JsValue::FALSE)]))).map_err(JsValue::from).unwrap();
@@ -68,15 +34,9 @@ fn connected(urls: &[&str], patterns: &[&str]) -> JsCache {
     c
 }
 
-fn recorder() -> (Function, Array) {
-    let log = Array::new();
-    let make = Function::new_with_args("log", "return (k, e) => { log.push((k === null ? '*' : k) + ' ' + e); }");
-    (make.call1(&JsValue::NULL, &log).unwrap().unchecked_into(), log)
-}
-
 #[wasm_bindgen_test]
 async fn two_caches_converge_through_the_hub() {
-    let Some(url) = hub() else { return };
+    let Some(url) = hub("hub sync tests") else { return };
     let prefix = format!("t{}:", js_sys::Math::random().to_bits());
     let pattern = format!("{prefix}*");
     let a = connected(&[url], &[&pattern]);
@@ -128,7 +88,7 @@ async fn two_caches_converge_through_the_hub() {
 
 #[wasm_bindgen_test]
 async fn fails_over_from_a_dead_url_with_backoff() {
-    let Some(url) = hub() else { return };
+    let Some(url) = hub("hub sync tests") else { return };
     let before = live_closures();
     // Port 9 (discard) refuses on loopback: the first attempt fails, the next URL works.
     let c = connected(&["ws://127.0.0.1:9", url], &["failover:*"]);
@@ -156,7 +116,7 @@ fn memory_bytes() -> f64 {
 
 #[wasm_bindgen_test]
 async fn connect_and_close_1000_times_stays_flat() {
-    let Some(url) = hub() else { return };
+    let Some(url) = hub("hub sync tests") else { return };
     let round = |i: usize| {
         let c = connected(&[url], &["leak:*"]);
         let (listener, _log) = recorder();

@@ -9,40 +9,17 @@
 //! without it they are skipped. The no-hub tests always run.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Array, Function, Promise};
 use recached_ui::{create_cache, live_closures, live_sockets, JsCache};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+mod common;
+
+use common::{fetch_text, hub, obj, recorder, s, settle, sleep, strs};
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-const HUB: Option<&str> = option_env!("RECACHED_TEST_WS");
-
-fn s(v: &str) -> JsValue {
-    JsValue::from_str(v)
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> Object {
-    let o = Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &s(k), v).unwrap();
-    }
-    o
-}
-
-fn strs(items: &[&str]) -> JsValue {
-    items.iter().map(|i| s(i)).collect::<Array>().into()
-}
-
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        let set_timeout: Function = Reflect::get(&js_sys::global(), &s("setTimeout")).unwrap().unchecked_into();
-        set_timeout.call2(&JsValue::NULL, &resolve, &JsValue::from(ms)).unwrap();
-    });
-    JsFuture::from(p).await.unwrap();
-}
 
 /// Waits for `done`, polling every 5 ms; returns the ms waited.
 async fn wait_until(what: &str, max_ms: f64, mut done: impl FnMut() -> bool) -> f64 {
@@ -53,10 +30,6 @@ async fn wait_until(what: &str, max_ms: f64, mut done: impl FnMut() -> bool) -> 
         sleep(5).await;
     }
     js_sys::Date::now() - start
-}
-
-async fn settle(p: Promise) -> Result<JsValue, String> {
-    JsFuture::from(p).await.map_err(|e| e.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default())
 }
 
 /// A channel name no other test uses.
@@ -70,19 +43,6 @@ fn tab(channel: &str) -> JsCache {
 
 fn connect(c: &JsCache, url: &str, pattern: &str) {
     c.connect(obj(&[("urls", strs(&[url])), ("patterns", strs(&[pattern])), ("token", s(""))])).map_err(JsValue::from).unwrap();
-}
-
-fn recorder() -> (Function, Array) {
-    let log = Array::new();
-    let make = Function::new_with_args("log", "return (k, e) => { log.push((k === null ? '*' : k) + ' ' + e); }");
-    (make.call1(&JsValue::NULL, &log).unwrap().unchecked_into(), log)
-}
-
-fn hub() -> Option<&'static str> {
-    if HUB.is_none() {
-        web_sys::console::log_1(&s("RECACHED_TEST_WS not set at build time: hub tab tests skipped"));
-    }
-    HUB
 }
 
 #[wasm_bindgen_test]
@@ -161,7 +121,7 @@ async fn writes_made_before_the_role_is_known_wait_for_it() {
 
 #[wasm_bindgen_test]
 async fn with_a_hub_one_tab_holds_the_socket_and_the_other_follows() {
-    let Some(url) = hub() else { return };
+    let Some(url) = hub("hub tab tests") else { return };
     let ch = channel();
     let prefix = format!("tabs{}:", js_sys::Math::random().to_bits());
     let pattern = format!("{prefix}*");
@@ -228,13 +188,6 @@ async fn with_a_hub_one_tab_holds_the_socket_and_the_other_follows() {
     assert_eq!(live_sockets(), sockets, "every socket closed");
 }
 
-/// `GET url` from the page (the hub's HTTP port serves CORS to any origin when open).
-async fn fetch_text(url: &str) -> String {
-    let fetch = Function::new_with_args("u", "return fetch(u).then(r => r.text())");
-    let p: Promise = fetch.call1(&JsValue::NULL, &s(url)).unwrap().unchecked_into();
-    JsFuture::from(p).await.unwrap().as_string().unwrap_or_default()
-}
-
 /// The hub's count of writes answered from its dedupe memory (`/metrics`).
 async fn hub_duplicates(http: &str) -> f64 {
     let text = fetch_text(&format!("{http}/metrics")).await;
@@ -248,7 +201,7 @@ async fn hub_duplicates(http: &str) -> f64 {
 /// runs each once.
 #[wasm_bindgen_test]
 async fn a_follower_write_in_flight_at_a_leader_change_applies_once() {
-    let Some(url) = hub() else { return };
+    let Some(url) = hub("hub tab tests") else { return };
     let http = url.replacen("ws://", "http://", 1);
     let prefix = format!("once{}:", js_sys::Math::random().to_bits());
     let pattern = format!("{prefix}*");
