@@ -205,6 +205,10 @@ pub struct CacheCore {
     /// Keys of every notice (tabs' changes included) since the last
     /// [`CacheCore::take_dirty`], while a host keeps a read memo.
     dirty: Option<Tapped>,
+    /// Hub − local clock, in ms, for the local backend's deadlines: a follower tab holds
+    /// the leader's keys, whose deadlines are hub time, so it runs them on the leader's
+    /// offset (docs/protocol.md §13.2). 0 for a cache of its own.
+    clock_offset: i64,
 }
 
 /// The keys that changed since the last [`CacheCore::take_tap`].
@@ -263,6 +267,7 @@ impl CacheCore {
             problems: Vec::new(),
             tap: None,
             dirty: None,
+            clock_offset: 0,
         }
     }
 
@@ -320,9 +325,10 @@ impl CacheCore {
                 )));
             }
         }
+        let local = shift(now_ms, self.clock_offset);
         let out = match &mut self.backend {
             Backend::Local { engine, session } => {
-                Submitted::Done(engine.execute(session, args, now_ms, &mut recached_engine::NoHost).into_reply())
+                Submitted::Done(engine.execute(session, args, local, &mut recached_engine::NoHost).into_reply())
             }
             Backend::Synced(client) => pending_or_done(client.execute_as(args, origin, now_ms)),
         };
@@ -346,14 +352,15 @@ impl CacheCore {
                 return Submitted::Done(Reply::err(format!("ERR '{name}' is not allowed inside cache.multi")));
             }
         }
+        let local = shift(now_ms, self.clock_offset);
         let out = match &mut self.backend {
             Backend::Local { engine, session } => {
                 let mut host = recached_engine::NoHost;
-                engine.execute(session, &[Bytes::from_static(b"MULTI")], now_ms, &mut host);
+                engine.execute(session, &[Bytes::from_static(b"MULTI")], local, &mut host);
                 for args in commands {
-                    engine.execute(session, args, now_ms, &mut host);
+                    engine.execute(session, args, local, &mut host);
                 }
-                Submitted::Done(engine.execute(session, &[Bytes::from_static(b"EXEC")], now_ms, &mut host).into_reply())
+                Submitted::Done(engine.execute(session, &[Bytes::from_static(b"EXEC")], local, &mut host).into_reply())
             }
             Backend::Synced(client) => pending_or_done(client.transaction_as(commands, origin, now_ms)),
         };
@@ -439,8 +446,9 @@ impl CacheCore {
         if self.is_closed() {
             return None;
         }
+        let offset = self.clock_offset;
         let next = match &mut self.backend {
-            Backend::Local { engine, .. } => engine.sweep(now_ms, SWEEP_BUDGET),
+            Backend::Local { engine, .. } => engine.sweep(shift(now_ms, offset), SWEEP_BUDGET).map(|d| shift(d, offset.saturating_neg())),
             Backend::Synced(client) => client.tick(now_ms),
         };
         self.collect();
@@ -451,7 +459,7 @@ impl CacheCore {
     pub fn next_deadline(&self) -> Option<u64> {
         match &self.backend {
             _ if self.is_closed() => None,
-            Backend::Local { engine, .. } => engine.next_deadline(),
+            Backend::Local { engine, .. } => engine.next_deadline().map(|d| shift(d, self.clock_offset.saturating_neg())),
             Backend::Synced(client) => client.next_deadline(),
         }
     }
@@ -577,7 +585,7 @@ impl CacheCore {
         }
         let now = match &self.backend {
             Backend::Synced(client) => client.hub_time(now_ms),
-            Backend::Local { .. } => now_ms,
+            Backend::Local { .. } => shift(now_ms, self.clock_offset),
         };
         let entry = self.engine().db(0)?.get(key)?;
         if entry.is_expired(now) {
@@ -658,7 +666,7 @@ impl CacheCore {
         let group = ChangeGroup { offset: engine.offset() + 1, changes };
         // An error (a change this engine refuses) leaves that key as it was; the next
         // snapshot from the leader repairs it.
-        let _ = engine.apply_group(&group, now_ms);
+        let _ = engine.apply_group(&group, shift(now_ms, self.clock_offset));
         engine.take_events();
         engine.take_changes();
         let mut seen: HashSet<&Bytes> = HashSet::new();
@@ -680,9 +688,26 @@ impl CacheCore {
     pub fn read_string(&mut self, key: &[u8], now_ms: u64) -> Option<(Bytes, bool)> {
         let found = self.peek_string(key, now_ms)?;
         if let Backend::Local { engine, .. } = &mut self.backend {
-            engine.note_read(0, key, now_ms);
+            engine.note_read(0, key, shift(now_ms, self.clock_offset));
         }
         Some(found)
+    }
+
+    /// The clock offset (hub − local, ms) this cache's deadlines run on: the one the sync
+    /// client measured when it mirrors a hub, else the one [`CacheCore::set_clock_offset`]
+    /// set (0 unless a leader tab told it). A leader tab tells its followers this.
+    pub fn clock_offset(&self) -> i64 {
+        match &self.backend {
+            Backend::Synced(client) => client.clock_offset_ms(),
+            Backend::Local { .. } => self.clock_offset,
+        }
+    }
+
+    /// Runs a local cache's deadlines on hub time = local time + `ms`: a follower tab takes
+    /// its leader's offset, so its keys expire (in reads and through its timer) on the
+    /// hub's deadline even when the hub's clock is off from this machine's.
+    pub fn set_clock_offset(&mut self, ms: i64) {
+        self.clock_offset = ms;
     }
 
     /// A follower tab mirrors the leader's keys, so it must not evict on its own: the caps
@@ -861,6 +886,11 @@ const MAX_BACKOFF_MS: f64 = 10_000.0;
 pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
     let cap = (BASE_BACKOFF_MS * 2f64.powi(attempt.min(16) as i32)).min(MAX_BACKOFF_MS);
     (cap / 2.0 + cap / 2.0 * random.clamp(0.0, 1.0)) as u32
+}
+
+/// `t` moved by `by` ms, clamped to the epoch.
+fn shift(t: u64, by: i64) -> u64 {
+    (t as i64).saturating_add(by).max(0) as u64
 }
 
 fn pending_or_done(s: sync::client::Submitted) -> Submitted {
@@ -1163,6 +1193,45 @@ mod tests {
         assert_eq!(lru.read_string(b"nope", T0), None);
         assert!(CacheCore::is_write(&b(&["SET", "k", "v"])) && CacheCore::is_write(&b(&["NOSUCH"])));
         assert!(!CacheCore::is_write(&b(&["GET", "k"])));
+    }
+
+    /// Issue 5: a follower tab expired the leader's keys by its own clock, so with the
+    /// hub's clock off from the machine's a key lived too long or vanished at once there.
+    /// Run on the leader's offset, the follower expires it on the hub's deadline: in reads,
+    /// in `PTTL`, in its timer's deadline and in its sweep.
+    #[test]
+    fn a_follower_runs_the_leaders_keys_on_the_hub_clock() {
+        const HOUR: i64 = 3_600_000;
+        for skew in [HOUR, -HOUR, 1234, 0] {
+            // The machine's clock is `skew` ahead of the hub's: the leader measured
+            // offset = hub − local = −skew.
+            let hub_deadline = T0 + 5_000;
+            let local = |hub: u64| (hub as i64 + skew) as u64;
+            let mut f = CacheCore::new(&CacheOptions::default());
+            f.set_mirror(true);
+            f.set_clock_offset(-skew);
+            assert_eq!(f.clock_offset(), -skew);
+            let log: Log = Rc::default();
+            listen(&mut f, "*", "f", &log);
+            let set = Change { db: 0, args: b(&["SET", "k", "v", "PXAT", &hub_deadline.to_string()]) };
+            f.apply_remote(&[set], |_| false, local(T0));
+            assert_eq!(f.get(b"k", local(T0)).as_deref(), Some(&b"v"[..]), "skew {skew}: gone at once");
+            assert_eq!(f.execute(&b(&["PTTL", "k"]), local(T0)), Reply::Int(5_000), "skew {skew}");
+            assert_eq!(f.next_deadline(), Some(local(hub_deadline)), "skew {skew}: the timer's local deadline");
+            assert_eq!(f.peek_string(b"k", local(hub_deadline - 1)).map(|(v, _)| v), Some(Bytes::from("v")));
+            assert_eq!(f.peek_string(b"k", local(hub_deadline)), None, "skew {skew}: still there at the deadline");
+            // Its own writes get hub deadlines too (the leader's run matches them).
+            f.execute(&b(&["SET", "mine", "v", "PX", "100"]), local(T0));
+            assert_eq!(f.engine().db(0).unwrap().get(b"mine").unwrap().expire_at, T0 + 100, "skew {skew}");
+            deliver(&mut f);
+            log.borrow_mut().clear();
+            assert_eq!(f.tick(local(hub_deadline - 1)), Some(local(hub_deadline)), "skew {skew}");
+            assert_eq!(f.tick(local(hub_deadline)), None);
+            deliver(&mut f);
+            assert_eq!(*log.borrow(), [entry("f", Some("mine"), "expired"), entry("f", Some("k"), "expired")], "skew {skew}");
+        }
+        // A cache of its own runs on its own clock.
+        assert_eq!(CacheCore::new(&CacheOptions::default()).clock_offset(), 0);
     }
 
     #[test]

@@ -405,15 +405,23 @@ fn origin_of(tab: &str, id: u64) -> Option<Origin> {
     (id >= 1 && valid_client_id(tab.as_bytes())).then(|| Origin { id: Bytes::copy_from_slice(tab.as_bytes()), seq: id })
 }
 
+/// A `state` or `status` message: the leader's status and the clock offset its keys'
+/// deadlines run on (hub − local ms), which the followers take as theirs.
+fn status_message(kind: &str, from: &str, status: Status, clock: i64) -> Object {
+    let msg = message(kind, from);
+    set(&msg, "status", JsValue::from_str(status.name()));
+    set(&msg, "clock", JsValue::from_f64(clock as f64));
+    msg
+}
+
 /// Sends the whole state (to one new tab, or to all).
 fn post_state(cache: &Cache, to: Option<&str>) {
     let Some(id) = my_id(cache) else { return };
-    let (snapshot, status) = cache.with_core(|core| (core.snapshot(), core.status()));
-    let msg = message("state", &id);
+    let (snapshot, status, clock) = cache.with_core(|core| (core.snapshot(), core.status(), core.clock_offset()));
+    let msg = status_message("state", &id, status, clock);
     if let Some(to) = to {
         set(&msg, "to", JsValue::from_str(to));
     }
-    set(&msg, "status", JsValue::from_str(status.name()));
     set(&msg, "snapshot", Uint8Array::from(&snapshot[..]).into());
     post(cache, &msg);
     if let Some(t) = cache.tabs_mut().as_mut() {
@@ -444,9 +452,8 @@ pub(crate) fn after_settle(cache: &Cache) {
         post(cache, &msg);
     }
     if sent != Some(status) {
-        let msg = message("status", &id);
-        set(&msg, "status", JsValue::from_str(status.name()));
-        post(cache, &msg);
+        let clock = cache.with_core(|core| core.clock_offset());
+        post(cache, &status_message("status", &id, status, clock));
         if let Some(t) = cache.tabs_mut().as_mut() {
             t.sent_status = Some(status);
         }
@@ -490,6 +497,7 @@ fn on_message(weak: &WeakCache, data: JsValue) {
         }
         ("status", Role::Pending | Role::Follower) => {
             note_leader(&cache, &from);
+            note_clock(&cache, &data);
             if let Some(s) = get(&data, "status").as_string().and_then(|s| status_of(&s)) {
                 set_status(&cache, s);
             }
@@ -497,6 +505,18 @@ fn on_message(weak: &WeakCache, data: JsValue) {
         ("leader", Role::Pending | Role::Follower) => note_leader(&cache, &from),
         ("done", Role::Pending | Role::Follower) => on_done(&cache, &data),
         _ => {}
+    }
+}
+
+/// Most a clock offset may be (a year): anything else in `clock` is ignored.
+const MAX_CLOCK_OFFSET_MS: f64 = 366.0 * 86_400_000.0;
+
+/// Takes the leader's clock offset from a `state` or `status` message: this tab's copies
+/// of its keys then expire on the hub's deadlines (the leader's sync client measured the
+/// offset; the tabs of one browser share its clock).
+fn note_clock(cache: &Cache, data: &JsValue) {
+    if let Some(ms) = get(data, "clock").as_f64().filter(|ms| ms.is_finite() && ms.abs() <= MAX_CLOCK_OFFSET_MS) {
+        cache.with_core(|core| core.set_clock_offset(ms as i64));
     }
 }
 
@@ -543,6 +563,7 @@ fn apply(cache: &Cache, changes: &[recached_engine::Change]) {
 fn on_state(cache: &Cache, from: &str, data: &JsValue) {
     let Some(snapshot) = bytes(data, "snapshot") else { return };
     note_leader(cache, from);
+    note_clock(cache, data);
     let result = {
         let tabs = cache.tabs_mut();
         let Some(t) = tabs.as_ref() else { return };
