@@ -137,7 +137,9 @@ impl From<MessageError> for ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
     /// The write's sequence number when it was queued for the hub (its promise settles
-    /// on [`Event::Acked`] / [`Event::Rejected`]); `None` for reads and local refusals.
+    /// on [`Event::Acked`] / [`Event::Rejected`], which name it); `None` for reads and
+    /// local refusals. For a write made for an [`Origin`] it is this client's key for the
+    /// write, not the origin's seq.
     pub seq: Option<u64>,
     /// The local reply: the answer for reads, the optimistic answer for writes.
     pub reply: Reply,
