@@ -151,5 +151,40 @@ fn big_zset(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, resp, commands, big_zset);
+/// The hub side of one write reaching 1000 live subscribers: `SyncHub::publish` filters the
+/// group for every subscriber and builds each one's message (what the native hub does under
+/// the engine lock before it writes the first socket).
+fn fan_out(c: &mut Criterion) {
+    use recached_engine::sync::message::Request;
+    use recached_engine::sync::{Auth, HubConfig, SyncHub};
+    const SUBSCRIBERS: u64 = 1000;
+    let mut eng = Engine::new(Default::default());
+    let mut hub = SyncHub::new(HubConfig::default(), Auth::open(), "a".repeat(40), eng.offset());
+    for conn in 1..=SUBSCRIBERS {
+        hub.open(conn, NOW);
+        let mut hello = Vec::new();
+        Request::Hello { version: 1, token: Bytes::new(), client_id: Bytes::from(format!("c{conn}")) }.encode(&mut hello);
+        Request::Sub { patterns: vec![Bytes::from_static(b"bench:*")], from: None }.encode(&mut hello);
+        let out = hub.message(&mut eng, &mut NoHost, conn, &hello, NOW);
+        assert!(out.closes.is_empty());
+    }
+    assert_eq!(hub.subscribers(), SUBSCRIBERS as usize);
+    let mut sess = Session::new(1);
+    let mut i = 0u64;
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(SUBSCRIBERS));
+    g.bench_function("publish SET to 1000 subscribers", |b| {
+        b.iter(|| {
+            i += 1;
+            eng.execute(&mut sess, &args(&[b"SET", b"bench:k", i.to_string().as_bytes()]), NOW, &mut NoHost);
+            let groups = eng.take_changes();
+            let out = hub.publish(&eng, &groups, NOW);
+            assert_eq!(out.sends.len(), SUBSCRIBERS as usize);
+            black_box(out);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, resp, commands, big_zset, fan_out);
 criterion_main!(benches);

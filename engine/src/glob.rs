@@ -122,9 +122,65 @@ pub fn is_literal(pattern: &[u8]) -> bool {
     !pattern.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))
 }
 
+/// A case-sensitive pattern prepared for matching many subjects (subscriptions and token
+/// scopes are matched against every change): a literal or a `prefix*` compares bytes
+/// instead of running the matcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    src: bytes::Bytes,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Literal,
+    /// `src[..n]` followed by one or more `*`.
+    Prefix(usize),
+    General,
+}
+
+impl Pattern {
+    /// Prepares `src`.
+    pub fn new(src: bytes::Bytes) -> Pattern {
+        let special = |c: &u8| matches!(c, b'*' | b'?' | b'[' | b'\\');
+        let kind = match src.iter().position(special) {
+            None => Kind::Literal,
+            Some(n) if src[n..].iter().all(|&c| c == b'*') => Kind::Prefix(n),
+            Some(_) => Kind::General,
+        };
+        Pattern { src, kind }
+    }
+
+    /// Whether `subject` matches (as [`matches`] with `nocase` false).
+    pub fn matches(&self, subject: &[u8]) -> bool {
+        match self.kind {
+            Kind::Literal => subject == &self.src[..],
+            Kind::Prefix(n) => subject.starts_with(&self.src[..n]),
+            Kind::General => matches(&self.src, subject, false),
+        }
+    }
+
+    /// The pattern's text.
+    pub fn as_bytes(&self) -> &bytes::Bytes {
+        &self.src
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{matches, Pattern};
+
+    #[test]
+    fn prepared_patterns_agree_with_the_matcher() {
+        let pats: [&[u8]; 14] = [b"*", b"**", b"", b"user:1:*", b"user:1:**", b"user", b"a\\*b", b"h?llo", b"h[ae]llo", b"*:cart", b"a*b*", b"[", b"x[", b"u*"];
+        let subjects: [&[u8]; 12] = [b"", b"user", b"user:1:", b"user:1:cart", b"user:10:cart", b"a*b", b"axb", b"hello", b"hallo", b"u:cart", b"[", b"x["];
+        for p in pats {
+            let prepared = Pattern::new(bytes::Bytes::copy_from_slice(p));
+            for s in subjects {
+                assert_eq!(prepared.matches(s), matches(p, s, false), "pattern {:?} subject {:?}", String::from_utf8_lossy(p), String::from_utf8_lossy(s));
+            }
+        }
+    }
 
     #[test]
     fn basics() {

@@ -32,6 +32,7 @@
 //!   out = hub.restore_dedupe(stored entries) and store its out.dedupe (bounds that shrank).
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
@@ -47,6 +48,7 @@ use crate::command::flags::{ADMIN, PUBSUB};
 use crate::command::lookup;
 use crate::engine::{Engine, Host, Session};
 use crate::glob;
+use crate::value::Hasher;
 use crate::reply::{errors, Reply};
 use crate::resp::frame::{parse_command, Arg, Limits};
 
@@ -366,7 +368,7 @@ struct Conn {
     opened_ms: u64,
     grant: Option<Grant>,
     client_id: Bytes,
-    patterns: Option<Vec<Bytes>>,
+    patterns: Option<Vec<glob::Pattern>>,
     /// Offset up to which this subscriber has been sent everything relevant.
     last_sent: u64,
     last_at_ms: u64,
@@ -537,47 +539,98 @@ fn dedupe_key(subject: &str, client_id: &Bytes, origin: Option<&Bytes>) -> (Stri
     (subject.to_string(), id)
 }
 
-/// Per-connection output being assembled during one call.
+/// Per-connection output being assembled during one call, in the order connections first
+/// got something (no sort: a fan-out's order is the subscribers' order).
 #[derive(Debug, Default)]
 struct Outbox {
-    bufs: HashMap<ConnId, Vec<u8>>,
+    slot: HashMap<ConnId, usize, Hasher>,
+    bufs: Vec<(ConnId, Buf)>,
     done: Vec<(ConnId, Bytes)>,
+}
+
+/// One connection's message in the making. A fan-out gives most subscribers one frame that
+/// others get too: it stays that shared `Bytes` (no copy per subscriber) until something
+/// else joins it.
+#[derive(Debug)]
+enum Buf {
+    Shared(Bytes),
+    Owned(Vec<u8>),
+}
+
+impl Buf {
+    fn len(&self) -> usize {
+        match self {
+            Buf::Shared(b) => b.len(),
+            Buf::Owned(v) => v.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Buf::Shared(b) => b,
+            Buf::Owned(v) => Bytes::from(v),
+        }
+    }
 }
 
 impl Outbox {
     fn push(&mut self, id: ConnId, frame: &[u8]) {
-        let buf = self.bufs.entry(id).or_default();
-        if !buf.is_empty() && buf.len() + frame.len() > MESSAGE_TARGET {
-            self.done.push((id, Bytes::from(std::mem::take(buf))));
+        let i = self.slot_of(id);
+        let buf = &mut self.bufs[i].1;
+        if buf.len() > 0 && buf.len() + frame.len() > MESSAGE_TARGET {
+            let full = std::mem::replace(buf, Buf::Owned(Vec::new()));
+            self.done.push((id, full.into_bytes()));
         }
-        buf.extend_from_slice(frame);
+        match buf {
+            Buf::Owned(v) => v.extend_from_slice(frame),
+            Buf::Shared(b) => {
+                let mut v = Vec::with_capacity(b.len() + frame.len());
+                v.extend_from_slice(b);
+                v.extend_from_slice(frame);
+                *buf = Buf::Owned(v);
+            }
+        }
+    }
+
+    /// Like `push`, for a frame many connections get: a connection with nothing else in
+    /// this call holds a reference to it.
+    fn push_shared(&mut self, id: ConnId, frame: &Bytes) {
+        match self.slot.entry(id) {
+            Entry::Vacant(v) => {
+                v.insert(self.bufs.len());
+                self.bufs.push((id, Buf::Shared(frame.clone())));
+            }
+            Entry::Occupied(_) => self.push(id, frame),
+        }
+    }
+
+    fn slot_of(&mut self, id: ConnId) -> usize {
+        *self.slot.entry(id).or_insert_with(|| {
+            self.bufs.push((id, Buf::Owned(Vec::new())));
+            self.bufs.len() - 1
+        })
     }
 
     fn drain(&mut self) -> Vec<(ConnId, Bytes)> {
-        let mut out = std::mem::take(&mut self.done);
         // Messages moved to `done` earlier precede what is left in the buffers.
-        let mut ids: Vec<ConnId> = self.bufs.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            if let Some(buf) = self.bufs.remove(&id) {
-                if !buf.is_empty() {
-                    out.push((id, Bytes::from(buf)));
-                }
-            }
-        }
+        let mut out = std::mem::take(&mut self.done);
+        self.slot.clear();
+        out.extend(self.bufs.drain(..).filter(|(_, b)| b.len() > 0).map(|(id, b)| (id, b.into_bytes())));
         out
     }
 
     fn forget(&mut self, id: ConnId) {
-        self.bufs.remove(&id);
+        if let Some(i) = self.slot.remove(&id) {
+            self.bufs[i].1 = Buf::Owned(Vec::new());
+        }
         self.done.retain(|(c, _)| *c != id);
     }
 }
 
 /// Whether a change reaches a subscriber with these patterns and this grant.
-pub fn change_visible(change: &Change, patterns: &[Bytes], grant: &Grant) -> bool {
+pub fn change_visible(change: &Change, patterns: &[glob::Pattern], grant: &Grant) -> bool {
     match change.key() {
-        Some(key) => change.db == 0 && patterns.iter().any(|p| glob::matches(p, key, false)) && grant.can_read(key),
+        Some(key) => change.db == 0 && patterns.iter().any(|p| p.matches(key)) && grant.can_read(key),
         None => match change.name() {
             b"FLUSHALL" => true,
             b"FLUSHDB" => change.db == 0,
@@ -643,7 +696,7 @@ pub struct SyncHub {
     config: HubConfig,
     auth: Auth,
     backlog: Backlog,
-    conns: HashMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn, Hasher>,
     dedupe: Dedupe,
     /// Offset of the newest group that needs a full resync (SWAPDB): no `continue` from
     /// before it.
@@ -711,7 +764,7 @@ impl SyncHub {
             backlog: Backlog::new(replid, offset, config.backlog_bytes),
             config,
             auth,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             dedupe,
             barrier: 0,
             stats: HubStats::default(),
@@ -825,7 +878,7 @@ impl SyncHub {
             opened_ms: c.opened_ms,
             grant: c.grant.as_ref().map(GrantState::of),
             client_id: c.client_id.to_vec(),
-            patterns: c.patterns.as_ref().map(|ps| ps.iter().map(|p| p.to_vec()).collect()),
+            patterns: c.patterns.as_ref().map(|ps| ps.iter().map(|p| p.as_bytes().to_vec()).collect()),
             last_sent: c.last_sent,
             replid: self.backlog.replid().to_string(),
         })
@@ -846,7 +899,7 @@ impl SyncHub {
                 opened_ms: state.opened_ms,
                 grant: state.grant.as_ref().map(GrantState::grant),
                 client_id: Bytes::from(state.client_id),
-                patterns: state.patterns.map(|ps| ps.into_iter().map(Bytes::from).collect()),
+                patterns: state.patterns.map(|ps| ps.into_iter().map(|p| glob::Pattern::new(Bytes::from(p))).collect()),
                 last_sent: if resync { 0 } else { state.last_sent },
                 last_at_ms: now_ms,
                 closed: false,
@@ -962,6 +1015,9 @@ impl SyncHub {
     pub fn tick(&mut self, now_ms: u64) -> Output {
         let last = self.backlog.last_offset();
         let mut closes = Vec::new();
+        let mut at = Vec::new();
+        Push::At { offset: last }.encode(&mut at);
+        let at = Bytes::from(at);
         for (id, c) in self.conns.iter_mut() {
             if c.closed {
                 continue;
@@ -970,9 +1026,7 @@ impl SyncHub {
                 None if now_ms >= c.opened_ms.saturating_add(self.config.handshake_timeout_ms) => closes.push((*id, Close::handshake_timeout())),
                 Some(g) if g.expires_ms.is_some_and(|e| e <= now_ms) => closes.push((*id, Close::token_expired())),
                 Some(_) if c.patterns.is_some() && c.last_sent < last && now_ms >= c.last_at_ms.saturating_add(self.config.heartbeat_ms) => {
-                    let mut f = Vec::new();
-                    Push::At { offset: last }.encode(&mut f);
-                    self.outbox.push(*id, &f);
+                    self.outbox.push_shared(*id, &at);
                     c.last_sent = last;
                     c.last_at_ms = now_ms;
                 }
@@ -1051,7 +1105,7 @@ impl SyncHub {
         }
         let offset = self.backlog.last_offset();
         let resume = from.filter(|(r, o)| self.backlog.can_continue(r, *o) && *o >= self.barrier);
-        conn.patterns = Some(patterns);
+        conn.patterns = Some(patterns.into_iter().map(glob::Pattern::new).collect());
         conn.last_at_ms = now_ms;
         match resume {
             Some((_, from)) => {
@@ -1091,7 +1145,7 @@ impl SyncHub {
         let mut total = 0usize;
         if let Some(db) = engine.db(0) {
             for (key, entry) in db.iter() {
-                if entry.is_expired(now_ms) || !patterns.iter().any(|p| glob::matches(p, key, false)) || !grant.can_read(key) {
+                if entry.is_expired(now_ms) || !patterns.iter().any(|p| p.matches(key)) || !grant.can_read(key) {
                     continue;
                 }
                 encode_entry(key, entry, &mut cur.1);
@@ -1161,22 +1215,30 @@ impl SyncHub {
                 }
                 continue;
             }
-            let mut cache: HashMap<Vec<u32>, Vec<u8>> = HashMap::new();
+            // One frame per distinct set of visible changes (subscribers alike in patterns
+            // and grant get the same one); a group has few such sets, so a list will do.
+            let mut frames: Vec<(Vec<u32>, Bytes)> = Vec::new();
+            let mut idx: Vec<u32> = Vec::with_capacity(g.changes.len());
             for (id, conn) in self.conns.iter_mut() {
                 if conn.closed || conn.last_sent >= g.offset || Some(*id) == sender {
                     continue;
                 }
                 let (Some(patterns), Some(grant)) = (&conn.patterns, &conn.grant) else { continue };
-                let idx: Vec<u32> = g.changes.iter().enumerate().filter(|(_, c)| change_visible(c, patterns, grant)).map(|(i, _)| i as u32).collect();
+                idx.clear();
+                idx.extend(g.changes.iter().enumerate().filter(|(_, c)| change_visible(c, patterns, grant)).map(|(i, _)| i as u32));
                 if idx.is_empty() {
                     continue;
                 }
-                let frame = cache.entry(idx).or_insert_with_key(|idx| {
-                    let mut f = Vec::new();
-                    encode_change_push(g.offset, idx.iter().map(|&i| &g.changes[i as usize]), &mut f);
-                    f
-                });
-                self.outbox.push(*id, frame);
+                let frame = match frames.iter().find(|(set, _)| *set == idx) {
+                    Some((_, f)) => f,
+                    None => {
+                        let mut f = Vec::new();
+                        encode_change_push(g.offset, idx.iter().map(|&i| &g.changes[i as usize]), &mut f);
+                        frames.push((idx.clone(), Bytes::from(f)));
+                        &frames[frames.len() - 1].1
+                    }
+                };
+                self.outbox.push_shared(*id, frame);
                 conn.last_sent = g.offset;
                 self.stats.pushes += 1;
             }

@@ -31,6 +31,8 @@ const COVERS_BUDGET: usize = 200_000;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
     patterns: Vec<Bytes>,
+    /// The patterns prepared for matching keys.
+    matchers: Vec<glob::Pattern>,
     all: bool,
 }
 
@@ -42,7 +44,8 @@ impl Scope {
         P: AsRef<[u8]>,
     {
         let patterns: Vec<Bytes> = patterns.into_iter().map(|p| Bytes::copy_from_slice(p.as_ref())).collect();
-        let mut s = Scope { patterns, all: false };
+        let matchers = patterns.iter().cloned().map(glob::Pattern::new).collect();
+        let mut s = Scope { patterns, matchers, all: false };
         s.all = s.patterns.iter().any(|p| p.iter().all(|&c| c == b'*') && !p.is_empty()) || s.covers(b"*");
         s
     }
@@ -74,7 +77,7 @@ impl Scope {
 
     /// Whether `key` matches one of the patterns.
     pub fn allows_key(&self, key: &[u8]) -> bool {
-        self.all || self.patterns.iter().any(|p| glob::matches(p, key, false))
+        self.all || self.matchers.iter().any(|p| p.matches(key))
     }
 
     /// Whether every key that `pattern` can match is in this scope.
