@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 /// Entries written per vectored write.
 const MAX_IOV: usize = 64;
 
+/// Frames up to this size go out through one plain `write` (see [`Socket::send`]).
+const SMALL: usize = 512;
+
 /// What writes accomplished, for the counters and the lag histogram.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -95,20 +98,30 @@ pub struct Socket {
     notify: Notify,
 }
 
+/// The header of a server data frame with a payload of `n` bytes (FIN, opcode binary, no
+/// mask) and its length.
+fn header(n: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x82;
+    if n < 126 {
+        h[1] = n as u8;
+        (h, 2)
+    } else if n <= 0xffff {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
 /// A server data frame: FIN, opcode binary, no mask.
 pub fn frame(payload: &[u8]) -> Bytes {
-    let n = payload.len();
-    let mut out = Vec::with_capacity(n + 10);
-    out.push(0x82);
-    if n < 126 {
-        out.push(n as u8);
-    } else if n <= 0xffff {
-        out.push(126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
+    let (h, n) = header(payload.len());
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&h[..n]);
     out.extend_from_slice(payload);
     Bytes::from(out)
 }
@@ -126,49 +139,58 @@ impl Socket {
     /// Writes what the socket takes now; queues the rest (or all of it when something is
     /// queued already, to keep the order).
     fn enqueue(&self, o: &mut Out, data: Bytes, kind: Kind, w: &mut Written) {
-        let at = Instant::now();
-        let data = if o.queue.is_empty() && !o.dead {
-            match self.writer.try_write(&data) {
-                Ok(n) if n == data.len() => {
-                    w.messages += 1;
-                    w.bytes += n as u64;
-                    if kind == Kind::Push {
-                        w.lags.push(0.0);
-                    }
-                    return;
-                }
-                Ok(n) => {
-                    w.bytes += n as u64;
-                    o.partial = n > 0;
-                    data.slice(n..)
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => data,
-                Err(_) => {
-                    o.dead = true;
-                    self.notify.notify_one();
-                    return;
-                }
+        if !o.queue.is_empty() || o.dead {
+            return self.queue(o, data, kind);
+        }
+        match self.writer.try_write(&data) {
+            Ok(n) => self.wrote(o, n, data.len(), kind, w, || data.slice(n..)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(o, data, kind),
+            Err(_) => self.fail(o),
+        }
+    }
+
+    /// Accounts for `n` of a message's `len` bytes written at once; queues the rest.
+    fn wrote(&self, o: &mut Out, n: usize, len: usize, kind: Kind, w: &mut Written, rest: impl FnOnce() -> Bytes) {
+        w.bytes += n as u64;
+        if n == len {
+            w.messages += 1;
+            if kind == Kind::Push {
+                w.lags.push(0.0);
             }
-        } else {
-            data
-        };
+            return;
+        }
+        o.partial = n > 0;
+        self.queue(o, rest(), kind);
+    }
+
+    fn queue(&self, o: &mut Out, data: Bytes, kind: Kind) {
         let wake = o.queue.is_empty();
-        o.push_back(Entry { data, at, kind });
+        o.push_back(Entry { data, at: Instant::now(), kind });
         if wake {
             self.notify.notify_one();
         }
     }
 
+    fn fail(&self, o: &mut Out) {
+        o.dead = true;
+        self.notify.notify_one();
+    }
+
     /// Sends one data message (framed here). `push`: it counts against `max_buffer`
     /// while queued; past the bound the queue is dropped (but a partly written frame, to
     /// keep the stream valid) and the socket is closed with 4008, and `false` returned.
-    pub fn send(&self, payload: &[u8], push: bool, max_buffer: usize, w: &mut Written) -> bool {
+    ///
+    /// When nothing is queued the frame goes straight to the socket without being built
+    /// on the heap (a payload shared by many sockets, a fan-out, is never copied there);
+    /// only what the socket cannot take now is framed into a queue entry of its own.
+    pub fn send(&self, payload: &Bytes, push: bool, max_buffer: usize, w: &mut Written) -> bool {
         let mut o = self.lock();
         if o.close.is_some() || o.dead {
             return true;
         }
-        let data = frame(payload);
-        if push && !o.queue.is_empty() && o.pushed + data.len() > max_buffer {
+        let (head, hl) = header(payload.len());
+        let len = hl + payload.len();
+        if push && !o.queue.is_empty() && o.pushed + len > max_buffer {
             let keep = if o.partial { o.pop_front() } else { None };
             while o.pop_front().is_some() {}
             o.partial = keep.is_some();
@@ -180,7 +202,26 @@ impl Socket {
             self.notify.notify_one();
             return false;
         }
-        self.enqueue(&mut o, data, if push { Kind::Push } else { Kind::Solicited }, w);
+        let kind = if push { Kind::Push } else { Kind::Solicited };
+        if !o.queue.is_empty() {
+            self.queue(&mut o, frame(payload), kind);
+            return true;
+        }
+        let result = if len <= SMALL {
+            // A small frame is copied into one buffer: `write` costs the kernel less than
+            // `writev` with its iovec import, and the copy is a few dozen bytes.
+            let mut buf = [0u8; SMALL];
+            buf[..hl].copy_from_slice(&head[..hl]);
+            buf[hl..len].copy_from_slice(payload);
+            self.writer.try_write(&buf[..len])
+        } else {
+            self.writer.try_write_vectored(&[IoSlice::new(&head[..hl]), IoSlice::new(payload)])
+        };
+        match result {
+            Ok(n) => self.wrote(&mut o, n, len, kind, w, || frame(payload).slice(n..)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queue(&mut o, frame(payload), kind),
+            Err(_) => self.fail(&mut o),
+        }
         true
     }
 
