@@ -1,22 +1,28 @@
 //! Fan-out benchmark (a program, not a timed test): one RESP write delivered to N WebSocket
 //! sync clients of the hub, against one `PUBLISH` delivered to N subscribers of a Debian
 //! `redis-server`, in the same run, with the same client style (one tokio task and one
-//! socket per client, each parsing the frames it receives and stamping the arrival).
+//! socket per client, reading into one buffer and parsing the RESP frames it receives,
+//! stamping the arrival; a hub client also strips each 2-byte WebSocket frame header).
 //!
-//! For each of `--writes` writes the writer stamps the send, then waits until every client
-//! has it (or 2 s) before the next one, so writes never overlap; latency = arrival − send,
-//! over every (write, client) pair. Prints p50 / p99 / max for both and the ratio.
+//! Both servers run at once with their clients connected; the writes alternate between
+//! them (who goes first swaps every write), each waiting until every client has it (or
+//! 2 s) before the next one, so writes never overlap and each pair meets about the same
+//! machine state. Latency = arrival − send, over every (write, client) pair. Prints
+//! p50 / p99 / max for both, the servers' CPU time, and the ratio.
 //!
 //! ```sh
 //! cargo bench -p recached-hub --bench fanout                     # 1000 clients, 200 writes
 //! cargo bench -p recached-hub --bench fanout -- --clients 200 --writes 50
 //! ```
 //!
-//! Options: `--clients N` (1000), `--writes N` (200), `--warmup N` (20), `--interval-ms N`
-//! (5, pause between writes), `--client-threads N` (1: the clients share one core, the
-//! server gets the other), `--redis-server PATH` (`redis-server`), `--redis-ports A-B`
-//! (7300-7399), `--time-limit S` (300: everything it started is killed and it exits 2).
-//! Against another hub: `RECACHED_SYNC_TARGET` as for the sync suites.
+//! Options: `--clients N` (1000), `--writes N` (200 per server), `--warmup N` (20),
+//! `--interval-ms N` (5, pause after each write), `--client-threads N` (1: the clients
+//! share one core, the servers get the other), `--hub-client raw|tungstenite` (raw: the
+//! hub's clients read their socket as the Redis clients do; tungstenite: through
+//! tokio-tungstenite, which costs the client more per message), `--redis-server PATH`
+//! (`redis-server`), `--redis-ports A-B` (7300-7399), `--time-limit S` (300: everything it
+//! started is killed and it exits 2). Against another hub: `RECACHED_SYNC_TARGET` as for
+//! the sync suites; hub flags through the environment (`RECACHED_SYNC_FANOUT_THREADS=1`).
 
 #[path = "../tests/sync_support/mod.rs"]
 #[allow(unused_imports)]
@@ -45,10 +51,11 @@ struct Args {
     redis_server: String,
     redis_ports: (u16, u16),
     time_limit: u64,
+    tungstenite: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 1000, writes: 200, warmup: 20, interval_ms: 5, client_threads: 1, redis_server: "redis-server".into(), redis_ports: (7300, 7399), time_limit: 300 };
+    let mut a = Args { clients: 1000, writes: 200, warmup: 20, interval_ms: 5, client_threads: 1, redis_server: "redis-server".into(), redis_ports: (7300, 7399), time_limit: 300, tungstenite: false };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
@@ -66,6 +73,13 @@ fn args() -> Args {
                 a.redis_ports = (x.parse().expect("port"), y.parse().expect("port"));
             }
             "--time-limit" => a.time_limit = num(),
+            "--hub-client" => {
+                a.tungstenite = match val.as_str() {
+                    "raw" => false,
+                    "tungstenite" => true,
+                    _ => panic!("--hub-client raw|tungstenite"),
+                }
+            }
             _ => {
                 i += 1; // `--bench` from cargo, and anything unknown
                 continue;
@@ -161,43 +175,139 @@ fn index_of(v: &[u8]) -> Option<u32> {
 }
 
 /// A hub sync client: HELLO + SUB in one message, then stamps every `sync.change`.
-async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize) -> Stamps {
-    let mut ws = raw::connect(&url, &ConnectOpts::default()).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
+///
+/// After the HTTP upgrade it reads the socket itself, as the Redis subscriber does: one
+/// buffer, `read_buf`, then the frames parsed in place. A server's WebSocket frame is a
+/// 2–10 byte header before the payload (unmasked), so the per-message work is the Redis
+/// client's plus that header. (`--hub-client tungstenite` reads through tokio-tungstenite
+/// instead, which allocates a message per frame.)
+async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize, tungstenite: bool) -> Stamps {
     let mut hello = Vec::new();
     for c in [vec![b("SYNC.HELLO"), b("1"), b(&token), b(&format!("bench-{id}"))], vec![b("SYNC.SUB"), b("1"), b("bench:*")]] {
         recached_engine::resp::encode_command(&c, &mut hello);
     }
-    ws.send(Message::Binary(Bytes::from(hello))).await.expect("send HELLO");
     let mut stamps = Vec::with_capacity(total);
     let mut live = false;
-    while let Some(Ok(m)) = ws.next().await {
-        let Message::Binary(data) = m else { continue };
-        let now = Instant::now();
-        let Ok(frames) = raw::frames(&data) else { panic!("client {id}: bad message") };
-        for f in frames {
-            // As little work as the Redis subscriber does: index into the parsed frame.
-            let Frame::Push(items) = f else { continue };
-            match items.first().and_then(|k| k.as_bytes()).map(|k| k.as_ref()) {
-                Some(b"sync.live") if !live => {
-                    live = true;
-                    ready.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(b"sync.change") => {
-                    for c in items.get(2).and_then(|c| c.as_items()).unwrap_or(&[]) {
-                        if let Some(i) = c.as_items().and_then(|a| a.get(2)).and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
-                            stamps.push((i, now));
-                            arrived[i as usize].fetch_add(1, Ordering::Relaxed);
-                        }
+    let mut on_frame = |f: Frame, now: Instant, stamps: &mut Stamps| {
+        // As little work as the Redis subscriber does: index into the parsed frame.
+        let Frame::Push(items) = f else { return };
+        match items.first().and_then(|k| k.as_bytes()).map(|k| k.as_ref()) {
+            Some(b"sync.live") if !live => {
+                live = true;
+                ready.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(b"sync.change") => {
+                for c in items.get(2).and_then(|c| c.as_items()).unwrap_or(&[]) {
+                    if let Some(i) = c.as_items().and_then(|a| a.get(2)).and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
+                        stamps.push((i, now));
+                        arrived[i as usize].fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                _ => {}
+            }
+            _ => {}
+        }
+    };
+    if tungstenite {
+        let mut ws = raw::connect(&url, &ConnectOpts::default()).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
+        ws.send(Message::Binary(Bytes::from(hello))).await.expect("send HELLO");
+        while let Some(Ok(m)) = ws.next().await {
+            let Message::Binary(data) = m else { continue };
+            let now = Instant::now();
+            let Ok(frames) = raw::frames(&data) else { panic!("client {id}: bad message") };
+            for f in frames {
+                on_frame(f, now, &mut stamps);
+            }
+            if stamps.len() >= total {
+                break;
             }
         }
+        return stamps;
+    }
+    let (mut s, mut buf) = ws_upgrade(&url).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
+    s.write_all(&client_frame(&hello)).await.expect("send HELLO");
+    let limits = Default::default();
+    loop {
+        let now = Instant::now();
+        let mut pos = 0;
+        while let Some((payload, n)) = server_frame(&buf[pos..]) {
+            let mut at = 0;
+            while let Ok(Some((f, m))) = recached_engine::resp::parse(&payload[at..], &limits) {
+                at += m;
+                on_frame(f, now, &mut stamps);
+            }
+            pos += n;
+        }
+        buf.drain(..pos);
         if stamps.len() >= total {
             break;
         }
+        buf.reserve(4096);
+        match s.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
     }
     stamps
+}
+
+/// Opens a TCP connection and performs the WebSocket upgrade by hand. Returns the socket
+/// and whatever followed the response head.
+async fn ws_upgrade(url: &str) -> std::result::Result<(tokio::net::TcpStream, Vec<u8>), String> {
+    let (host, port) = raw::host_port(url);
+    let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    let path = url.strip_prefix("ws://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                return Err(format!("upgrade refused: {}", String::from_utf8_lossy(&buf[..end])));
+            }
+            buf.drain(..end + 4);
+            return Ok((s, buf));
+        }
+        buf.reserve(4096);
+        match tokio::time::timeout(Duration::from_secs(10), s.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err("upgrade: no response".into()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A client data frame: FIN + binary, masked with a zero key (RFC 6455 requires the mask
+/// bit on client frames; the key's value is the client's choice).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x82];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of the whole server frame at the start of `buf` and the frame's length, or
+/// `None` when it is not all there. Control frames come back too (their payload parses
+/// as no RESP frame).
+fn server_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let len = *buf.get(1)? & 0x7f;
+    let (len, head) = match len {
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(head..head + len)?;
+    Some((payload, head + len))
 }
 
 /// A Redis subscriber: SUBSCRIBE, then stamps every message.
@@ -257,26 +367,29 @@ fn percentiles(mut us: Vec<f64>, expected: usize) -> Result {
     Result { cpu: 0.0, p50: at(0.50), p99: at(0.99), max: us.last().copied().unwrap_or(f64::NAN), mean: us.iter().sum::<f64>() / n as f64, samples: us.len(), missing: expected.saturating_sub(us.len()) }
 }
 
-/// Sends the writes one at a time (each after the previous one reached everyone) and
-/// returns their send stamps.
-async fn drive<F, Fut>(a: &Args, arrived: &Arrived, mut write: F) -> Vec<Instant>
-where
-    F: FnMut(u32) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let total = a.warmup + a.writes;
-    let mut sent = Vec::with_capacity(total);
-    for i in 0..total {
+/// One server under test: its writer connection, its clients and what they saw.
+struct Side {
+    be: Backend,
+    /// The write command for write `i`.
+    cmd: fn(u32) -> Vec<Bytes>,
+    arrived: Arrived,
+    tasks: Vec<tokio::task::JoinHandle<Stamps>>,
+    pid: Option<u32>,
+    sent: Vec<Instant>,
+}
+
+impl Side {
+    /// Sends write `i` and waits (up to 2 s) until every client has it.
+    async fn write(&mut self, a: &Args, i: usize) {
         let t = Instant::now();
-        write(i as u32).await;
-        sent.push(t);
+        let r = self.be.cmd(&(self.cmd)(i as u32)).await;
+        assert!(matches!(r, Frame::Simple(_) | Frame::Int(_)), "write {i}: {r:?}");
+        self.sent.push(t);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while (arrived[i].load(Ordering::Relaxed) as usize) < a.clients && Instant::now() < deadline {
+        while (self.arrived[i].load(Ordering::Relaxed) as usize) < a.clients && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
     }
-    sent
 }
 
 fn latencies(a: &Args, sent: &[Instant], stamps: Vec<Stamps>) -> Result {
@@ -300,72 +413,76 @@ async fn wait_ready(ready: &AtomicU32, n: usize, what: &str) {
     }
 }
 
-async fn bench_hub(a: &Args) -> Result {
-    let hub = Hub::start(HubOpts::new());
-    if let Some(p) = hub.pid() {
-        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(p);
-    }
-    let token = hub.token("bench", &["bench:*"], &[], 3_600_000);
+/// Spawns `a.clients` client tasks (in bursts of 100) and waits until all are subscribed.
+async fn spawn_clients<F, Fut>(a: &Args, what: &str, mut client: F) -> (Arrived, Vec<tokio::task::JoinHandle<Stamps>>)
+where
+    F: FnMut(usize, Arrived, Arc<AtomicU32>, usize) -> Fut,
+    Fut: std::future::Future<Output = Stamps> + Send + 'static,
+{
     let total = a.warmup + a.writes;
     let arrived: Arrived = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let ready = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     for id in 0..a.clients {
-        tasks.push(tokio::spawn(hub_client(hub.ws_url.clone(), token.clone(), id, arrived.clone(), ready.clone(), total)));
+        tasks.push(tokio::spawn(client(id, arrived.clone(), ready.clone(), total)));
         if id % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    wait_ready(&ready, a.clients, "hub").await;
-    let be = tokio::sync::Mutex::new(hub.backend().await);
-    let cpu0 = cpu_secs(hub.pid());
-    let sent = drive(a, &arrived, |i| {
-        let be = &be;
-        async move {
-            let mut be = be.lock().await;
-            let r = be.cmd(&[b("SET"), b("bench:k"), b(&i.to_string())]).await;
-            assert!(matches!(r, Frame::Simple(_)), "SET: {r:?}");
+    wait_ready(&ready, a.clients, what).await;
+    (arrived, tasks)
+}
+
+async fn hub_side(a: &Args, hub: &Hub) -> Side {
+    let token = hub.token("bench", &["bench:*"], &[], 3_600_000);
+    let (url, tungstenite) = (hub.ws_url.clone(), a.tungstenite);
+    let (arrived, tasks) = spawn_clients(a, "hub", |id, arrived, ready, total| hub_client(url.clone(), token.clone(), id, arrived, ready, total, tungstenite)).await;
+    let cmd: fn(u32) -> Vec<Bytes> = |i| vec![b("SET"), b("bench:k"), b(&i.to_string())];
+    Side { be: hub.backend().await, cmd, arrived, tasks, pid: hub.pid(), sent: Vec::new() }
+}
+
+async fn redis_side(a: &Args, redis: &Redis) -> Side {
+    let port = redis.port;
+    let (arrived, tasks) = spawn_clients(a, "redis", |id, arrived, ready, total| redis_client(port, id, arrived, ready, total)).await;
+    let cmd: fn(u32) -> Vec<Bytes> = |i| vec![b("PUBLISH"), b("bench"), b(&i.to_string())];
+    Side { be: Backend::Tcp(RespConn::connect(port).await), cmd, arrived, tasks, pid: Some(redis.child.id()), sent: Vec::new() }
+}
+
+/// Both servers up with their clients at once; the writes alternate between them (who goes
+/// first swaps every write), so each pair of writes meets about the same machine state.
+async fn bench(a: &Args) -> (Result, Result) {
+    let hub = Hub::start(HubOpts::new());
+    if let Some(p) = hub.pid() {
+        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    }
+    let redis = Redis::start(&a.redis_server, a.redis_ports, a.clients).await;
+    let mut sides = [hub_side(a, &hub).await, redis_side(a, &redis).await];
+    let mut cpu0 = [0.0; 2];
+    for i in 0..a.warmup + a.writes {
+        if i == a.warmup {
+            for (k, s) in sides.iter().enumerate() {
+                cpu0[k] = cpu_secs(s.pid);
+            }
         }
-    })
-    .await;
-    let cpu = cpu_secs(hub.pid()) - cpu0;
-    let stamps = collect(tasks).await;
+        for k in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            sides[k].write(a, i).await;
+            tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
+        }
+    }
+    let cpu: Vec<f64> = sides.iter().enumerate().map(|(k, s)| cpu_secs(s.pid) - cpu0[k]).collect();
+    let mut results = Vec::new();
+    for (k, s) in sides.into_iter().enumerate() {
+        let stamps = collect(s.tasks).await;
+        results.push(Result { cpu: cpu[k], ..latencies(a, &s.sent, stamps) });
+    }
     let pid = hub.pid();
     drop(hub);
     if let Some(p) = pid {
         forget_child(p);
     }
-    Result { cpu, ..latencies(a, &sent, stamps) }
-}
-
-async fn bench_redis(a: &Args) -> Result {
-    let redis = Redis::start(&a.redis_server, a.redis_ports, a.clients).await;
-    let total = a.warmup + a.writes;
-    let arrived: Arrived = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
-    let ready = Arc::new(AtomicU32::new(0));
-    let mut tasks = Vec::new();
-    for id in 0..a.clients {
-        tasks.push(tokio::spawn(redis_client(redis.port, id, arrived.clone(), ready.clone(), total)));
-        if id % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    wait_ready(&ready, a.clients, "redis").await;
-    let be = tokio::sync::Mutex::new(Backend::Tcp(RespConn::connect(redis.port).await));
-    let cpu0 = cpu_secs(Some(redis.child.id()));
-    let sent = drive(a, &arrived, |i| {
-        let be = &be;
-        async move {
-            let mut be = be.lock().await;
-            let r = be.cmd(&[b("PUBLISH"), b("bench"), b(&i.to_string())]).await;
-            assert!(matches!(r, Frame::Int(_)), "PUBLISH: {r:?}");
-        }
-    })
-    .await;
-    let cpu = cpu_secs(Some(redis.child.id())) - cpu0;
-    let stamps = collect(tasks).await;
     drop(redis);
-    Result { cpu, ..latencies(a, &sent, stamps) }
+    let redis = results.pop().expect("two results");
+    (results.pop().expect("two results"), redis)
 }
 
 /// Waits (bounded) for the client tasks; clients that never got everything are aborted
@@ -412,14 +529,10 @@ fn main() {
         std::process::exit(2);
     });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(a.client_threads).enable_all().build().expect("runtime");
-    let (hub, redis) = rt.block_on(async {
-        let hub = bench_hub(&a).await;
-        let redis = bench_redis(&a).await;
-        (hub, redis)
-    });
+    let (hub, redis) = rt.block_on(bench(&a));
     rt.shutdown_timeout(Duration::from_secs(2));
     kill_children();
-    println!("fan-out of one write to {} clients, {} writes (+{} warm-up), client threads {}:", a.clients, a.writes, a.warmup, a.client_threads);
+    println!("fan-out of one write to {} clients, {} writes (+{} warm-up), client threads {}, hub client {}:", a.clients, a.writes, a.warmup, a.client_threads, if a.tungstenite { "tungstenite" } else { "raw" });
     println!("{}", line("recached (WebSocket sync)", &hub));
     println!("{}", line("redis-server (PUBLISH)", &redis));
     println!("ratio recached/redis: p50 {:.2}   p99 {:.2}", hub.p50 / redis.p50, hub.p99 / redis.p99);
