@@ -16,6 +16,10 @@ use sync_support::client::{ClientOpts, TestClient};
 use sync_support::{b, int, loud, now_ms, Hub, HubOpts, IO_TIMEOUT};
 
 const TOLERANCE_MS: i64 = 100;
+/// How late this test's own reads and the clients' timers may run on a loaded machine
+/// (regression: the test failed once in a debug build under load, with the expiry right
+/// but the observing loop late).
+const LOAD_SLACK_MS: i64 = 1500;
 const HOUR: i64 = 3_600_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +56,16 @@ async fn skewed_clients_expire_keys_on_the_hub_deadline() {
         deadlines.insert(b(k), at);
     }
 
-    // Watch every client's reads every 2 ms until everything is gone.
+    // Exact: every client holds each deadline as the hub's absolute time (it reads its
+    // clock through the offset checked above, so it expires the key when the hub does).
+    for (name, skew, c) in &clients {
+        for (k, &d) in &deadlines {
+            let held = c.exec(&[b("PEXPIRETIME"), k.clone()]).reply;
+            assert_eq!(held, Reply::Int(d), "{name} (skew {skew}): {k:?} deadline");
+        }
+    }
+
+    // Live: watch every client's reads every 2 ms until everything is gone.
     let mut first_gone: HashMap<(usize, Bytes), i64> = HashMap::new();
     let mut last_seen: HashMap<(usize, Bytes), i64> = HashMap::new();
     let end = *deadlines.values().max().unwrap_or(&0) + 500;
@@ -74,16 +87,20 @@ async fn skewed_clients_expire_keys_on_the_hub_deadline() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // What the reads prove does not depend on how often they ran: a key seen after the
+    // deadline (+ tolerance) expired late, one gone before it (- tolerance) early. How close
+    // the observations came to the deadline does: on a loaded machine this loop and the
+    // clients' timers run late, so that part has a loose bound (the reads must still have
+    // bracketed the deadline) and reports the worst.
     let mut worst = 0i64;
     for (ci, (name, skew, c)) in clients.iter().enumerate() {
         let st = c.st();
         for (k, &d) in &deadlines {
             let gone = *first_gone.get(&(ci, k.clone())).unwrap_or_else(|| panic!("{name}: {k:?} never expired"));
             let seen = *last_seen.get(&(ci, k.clone())).unwrap_or_else(|| panic!("{name}: {k:?} never seen"));
-            // Read: still there until shortly before the deadline, gone shortly after.
-            assert!(seen >= d - TOLERANCE_MS, "{name} (skew {skew}): {k:?} already gone {} ms before the hub's deadline", d - seen);
-            assert!(gone <= d + TOLERANCE_MS, "{name} (skew {skew}): {k:?} still there {} ms after the hub's deadline", gone - d);
+            assert!(seen <= d + TOLERANCE_MS, "{name} (skew {skew}): {k:?} still there {} ms after the hub's deadline", seen - d);
             assert!(gone >= d - TOLERANCE_MS, "{name} (skew {skew}): {k:?} expired {} ms early", d - gone);
+            assert!(seen >= d - LOAD_SLACK_MS && gone <= d + LOAD_SLACK_MS, "{name}: {k:?} was read too rarely to tell (last seen {} ms, first gone {} ms from the deadline)", seen - d, gone - d);
             // Notification: the client's own timer reported the key changed near the deadline.
             let note = st.events.iter().find(|(t, e)| matches!(e, Event::Changed(keys) if keys.contains(k)) && (*t as i64) >= d - 300).map(|(t, _)| *t as i64);
             if note.is_none() {
@@ -92,9 +109,10 @@ async fn skewed_clients_expire_keys_on_the_hub_deadline() {
                 }
             }
             let note = note.unwrap_or_else(|| panic!("{name}: no change event for {k:?} around its deadline"));
-            assert!((note - d).abs() <= TOLERANCE_MS, "{name} (skew {skew}): change event for {k:?} {} ms from the hub's deadline", note - d);
+            assert!(note >= d - TOLERANCE_MS, "{name} (skew {skew}): change event for {k:?} {} ms before the hub's deadline", d - note);
+            assert!(note <= d + LOAD_SLACK_MS, "{name} (skew {skew}): change event for {k:?} {} ms after the hub's deadline", note - d);
             worst = worst.max((gone - d).abs()).max((note - d).abs());
         }
     }
-    loud(&format!("clock skew: worst distance from the hub's deadline {worst} ms (bound {TOLERANCE_MS})"));
+    loud(&format!("clock skew: worst observed distance from the hub's deadline {worst} ms (expiry bound {TOLERANCE_MS} ms, observation slack {LOAD_SLACK_MS} ms)"));
 }

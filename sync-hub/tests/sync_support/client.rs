@@ -498,8 +498,19 @@ async fn read_loop(shared: Arc<Mutex<St>>, wake: Arc<Notify>, mut stream: SplitS
                 None => Duration::from_secs(60),
             }
         };
-        let is_reading = *reading.borrow();
+        let is_reading = *reading.borrow_and_update();
+        // Biased, with the reading switch first: after `stop_reading` returns, a message
+        // that arrives (the acks of writes made after it) must not be taken by a select
+        // that was already waiting on the stream. Unbiased, tokio picks a ready branch at
+        // random, so `resent_writes_whose_acks_were_lost_apply_once` could read an ack
+        // after `stop_reading` (its `pending() == 6` failed once on a loaded machine).
         tokio::select! {
+            biased;
+            r = reading.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
             m = stream.next(), if is_reading => {
                 let Some(mut st) = lock(&shared, generation) else { return };
                 match m {
@@ -540,11 +551,6 @@ async fn read_loop(shared: Arc<Mutex<St>>, wake: Arc<Notify>, mut stream: SplitS
                 st.flush();
             }
             _ = wake.notified() => {}
-            r = reading.changed() => {
-                if r.is_err() {
-                    return;
-                }
-            }
         }
     }
 }
