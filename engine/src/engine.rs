@@ -708,9 +708,7 @@ impl<'a> Ctx<'a> {
     /// Like [`Ctx::write`] in another database.
     pub fn write_in(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         self.expire_if_needed_in(db, key);
-        if self.eng.dbs[db].get(key).is_none() {
-            return None;
-        }
+        self.eng.dbs[db].get(key)?;
         self.record(db, key);
         self.note_access(db, key);
         self.eng.dbs[db].get_mut(key)

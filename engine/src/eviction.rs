@@ -82,7 +82,7 @@ pub(crate) fn lfu_decayed(access: u32, now_min: u32, decay_time: u32) -> u32 {
     let counter = access & 0xFF;
     let last = access >> 8;
     let elapsed = if now_min >= last { now_min - last } else { 0x00FF_FFFF - last + now_min };
-    let periods = if decay_time > 0 { elapsed / decay_time } else { 0 };
+    let periods = elapsed.checked_div(decay_time).unwrap_or(0);
     counter.saturating_sub(periods)
 }
 

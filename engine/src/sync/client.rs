@@ -988,7 +988,7 @@ impl SyncClient {
         // A sweep is bounded; repeat while keys are due (bounded too, in case the deadline
         // index ever disagrees with the keyspace).
         for _ in 0..1024 {
-            if !self.visible.next_deadline().is_some_and(|d| d <= self.now) {
+            if self.visible.next_deadline().is_none_or(|d| d > self.now) {
                 break;
             }
             self.visible.sweep(self.now, SWEEP_BUDGET);

@@ -627,9 +627,8 @@ impl Conn {
             if Instant::now() > deadline {
                 return Err(format!("timeout after {:?}; buffered {:?}", self.timeout, lossy(&self.buf)));
             }
-            match self.fill()? {
-                0 => return Err(format!("connection closed; buffered {:?}", lossy(&self.buf))),
-                _ => {}
+            if self.fill()? == 0 {
+                return Err(format!("connection closed; buffered {:?}", lossy(&self.buf)));
             }
         }
     }
