@@ -136,9 +136,6 @@ pub struct Args {
     /// Runtime worker threads; 1 runs everything on one thread, like Redis.
     #[arg(long = "io-threads", env = "RECACHED_IO_THREADS")]
     pub io_threads: Option<String>,
-    /// Threads that write one change to many WebSockets at once; 0: one per core, up to 4.
-    #[arg(long = "sync-fanout-threads", env = "RECACHED_SYNC_FANOUT_THREADS")]
-    pub sync_fanout_threads: Option<String>,
     /// Dev mode: `GET /dev/token?user=NAME` on the sync port mints demo tokens; loopback only.
     #[arg(long, env = "RECACHED_DEV", value_name = "yes|no", num_args = 0..=1, default_missing_value = "yes")]
     pub dev: Option<String>,
@@ -147,7 +144,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 33] = [
+        let all: [(&'static str, &Option<String>); 32] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -179,7 +176,6 @@ impl Args {
             ("sync-max-sockets-per-ip", &self.sync_max_sockets_per_ip),
             ("sync-hub-id", &self.sync_hub_id),
             ("io-threads", &self.io_threads),
-            ("sync-fanout-threads", &self.sync_fanout_threads),
             ("dev", &self.dev),
         ];
         all.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
@@ -309,8 +305,6 @@ pub struct Settings {
     pub sync_hub_id: String,
     /// `io-threads`: tokio worker threads (1: a single-threaded runtime).
     pub io_threads: usize,
-    /// `sync-fanout-threads`: writers of a large fan-out (0: one per core, up to 4).
-    pub sync_fanout_threads: usize,
     /// `dev`: mint demo tokens on `GET /dev/token` (loopback only; [`crate::dev`]).
     pub dev: bool,
 }
@@ -358,7 +352,6 @@ impl Default for Settings {
             sync_max_sockets_per_ip: 2048,
             sync_hub_id: "recached".to_string(),
             io_threads: 1,
-            sync_fanout_threads: 0,
             dev: false,
         }
     }
@@ -421,7 +414,6 @@ pub static PARAMS: &[Param] = &[
     p("sync-max-sockets-per-ip", false),
     p("sync-hub-id", false),
     p("io-threads", false),
-    p("sync-fanout-threads", false),
     p("dev", false),
 ];
 
@@ -605,7 +597,6 @@ impl Settings {
                 self.sync_hub_id = value.to_string()
             }
             "io-threads" => self.io_threads = parse_int(value, 1, 128)? as usize,
-            "sync-fanout-threads" => self.sync_fanout_threads = parse_int(value, 0, 64)? as usize,
             "dev" => self.dev = parse_bool(value)?,
             _ => return Err(format!("unknown parameter '{}'", name)),
         }
@@ -656,7 +647,6 @@ impl Settings {
             "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip.to_string(),
             "sync-hub-id" => self.sync_hub_id.clone(),
             "io-threads" => self.io_threads.to_string(),
-            "sync-fanout-threads" => self.sync_fanout_threads.to_string(),
             "dev" => yes_no(self.dev),
             _ => return None,
         })

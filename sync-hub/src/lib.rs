@@ -21,8 +21,7 @@
 //!   `/metrics` ([`metrics`]), the Upstash-style HTTP command API ([`api`]).
 //! - [`ws`]: WebSocket live sync around the engine's `sync::SyncHub`: the change-stream
 //!   sink, the tick; [`socket`]: a socket's outbound side (written through, or queued and
-//!   bounded); [`fanout`]: large fan-outs written by several threads; [`tokens`]: static
-//!   tokens, the token rules, `RECACHED.TOKEN`.
+//!   bounded); [`tokens`]: static tokens, the token rules, `RECACHED.TOKEN`.
 //! - [`dev`]: dev mode (`--dev`): demo tokens on `GET /dev/token`, loopback only.
 //!
 //! # Example
@@ -45,7 +44,6 @@ pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod expiry;
-pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod info;

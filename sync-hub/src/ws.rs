@@ -40,7 +40,6 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Settings;
 use crate::hub::{now_ms, ChangeSink, HubState, Shared};
-use crate::fanout::{Outcome, Send, Writers};
 use crate::socket::{Duplex, Socket, Written};
 
 /// Period of [`SyncHub::tick`].
@@ -161,8 +160,6 @@ pub struct SyncShared {
     pub lag: LagHistogram,
     /// Close codes sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
-    /// Writers of large fan-outs (`sync-fanout-threads`).
-    writers: Writers,
 }
 
 /// The hub state machine and the sockets it talks to. Lock order: the engine lock
@@ -189,19 +186,18 @@ impl SyncState {
     /// for the caller's post-batch work.
     fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
         let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
-        let mut sends = Vec::with_capacity(out.sends.len());
-        for (id, data) in out.sends {
+        let mut written = Written::default();
+        for (id, bytes) in out.sends {
             let Some(sock) = self.sockets.get(&id) else { continue };
             let mut push = Some(id) != requester;
             if let Some(left) = catch_up.get_mut(&id).filter(|n| **n > 0) {
-                *left = left.saturating_sub(data.len());
+                *left = left.saturating_sub(bytes.len());
                 push = false;
             }
-            sends.push(Send { conn: id, socket: sock.clone(), data, push });
-        }
-        let Outcome { written, slow } = sync.writers.write(sends, sync.limits.max_buffer);
-        if slow > 0 {
-            sync.counters.slow_consumers.fetch_add(slow, Ordering::Relaxed);
+            if !sock.send(&bytes, push, sync.limits.max_buffer, &mut written) {
+                sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
+            }
         }
         sync.record(&written);
         for (id, c) in out.closes {
@@ -233,7 +229,6 @@ impl SyncShared {
             counters: Counters::default(),
             lag: LagHistogram::default(),
             closes: Mutex::new(BTreeMap::new()),
-            writers: Writers::new(settings.sync_fanout_threads),
         })
     }
 
