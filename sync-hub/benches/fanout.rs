@@ -8,7 +8,9 @@
 //! them (who goes first swaps every write), each waiting until every client has it (or
 //! 2 s) before the next one, so writes never overlap and each pair meets about the same
 //! machine state. Latency = arrival − send, over every (write, client) pair. Prints
-//! p50 / p99 / max for both, the servers' CPU time, and the ratio.
+//! p50 / p99 / max for both, the medians of the first and the last client's latency per
+//! write (how soon a server starts, how long its whole fan-out takes), the servers' CPU
+//! time, and the ratio.
 //!
 //! ```sh
 //! cargo bench -p recached-hub --bench fanout                     # 1000 clients, 200 writes
@@ -22,7 +24,7 @@
 //! tokio-tungstenite, which costs the client more per message), `--redis-server PATH`
 //! (`redis-server`), `--redis-ports A-B` (7300-7399), `--time-limit S` (300: everything it
 //! started is killed and it exits 2). Against another hub: `RECACHED_SYNC_TARGET` as for
-//! the sync suites; hub flags through the environment (`RECACHED_SYNC_FANOUT_THREADS=1`).
+//! the sync suites; hub flags through the environment (`RECACHED_*`).
 
 #[path = "../tests/sync_support/mod.rs"]
 #[allow(unused_imports)]
@@ -358,13 +360,19 @@ struct Result {
     mean: f64,
     samples: usize,
     missing: usize,
+    /// CPU seconds the clients spent receiving the measured writes (this program).
+    client_cpu: f64,
+    /// Median over writes of the first client's latency (how soon the server starts).
+    first: f64,
+    /// Median over writes of the last client's latency (how long the whole fan-out takes).
+    last: f64,
 }
 
 fn percentiles(mut us: Vec<f64>, expected: usize) -> Result {
     us.sort_by(|a, b| a.total_cmp(b));
     let n = us.len().max(1);
     let at = |p: f64| us.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or(f64::NAN);
-    Result { cpu: 0.0, p50: at(0.50), p99: at(0.99), max: us.last().copied().unwrap_or(f64::NAN), mean: us.iter().sum::<f64>() / n as f64, samples: us.len(), missing: expected.saturating_sub(us.len()) }
+    Result { cpu: 0.0, p50: at(0.50), p99: at(0.99), max: us.last().copied().unwrap_or(f64::NAN), mean: us.iter().sum::<f64>() / n as f64, samples: us.len(), missing: expected.saturating_sub(us.len()), client_cpu: 0.0, first: f64::NAN, last: f64::NAN }
 }
 
 /// One server under test: its writer connection, its clients and what they saw.
@@ -376,11 +384,14 @@ struct Side {
     tasks: Vec<tokio::task::JoinHandle<Stamps>>,
     pid: Option<u32>,
     sent: Vec<Instant>,
+    /// CPU seconds this program (the clients) spent on the measured writes.
+    client_cpu: f64,
 }
 
 impl Side {
     /// Sends write `i` and waits (up to 2 s) until every client has it.
     async fn write(&mut self, a: &Args, i: usize) {
+        let cpu0 = cpu_secs(Some(std::process::id()));
         let t = Instant::now();
         let r = self.be.cmd(&(self.cmd)(i as u32)).await;
         assert!(matches!(r, Frame::Simple(_) | Frame::Int(_)), "write {i}: {r:?}");
@@ -389,20 +400,33 @@ impl Side {
         while (self.arrived[i].load(Ordering::Relaxed) as usize) < a.clients && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
+        if i >= a.warmup {
+            self.client_cpu += cpu_secs(Some(std::process::id())) - cpu0;
+        }
     }
 }
 
 fn latencies(a: &Args, sent: &[Instant], stamps: Vec<Stamps>) -> Result {
     let mut us = Vec::with_capacity(a.clients * a.writes);
+    let mut span = vec![(f64::INFINITY, 0f64); sent.len()];
     for s in stamps {
         for (i, t) in s {
             let i = i as usize;
             if i >= a.warmup && i < sent.len() {
-                us.push(t.saturating_duration_since(sent[i]).as_secs_f64() * 1e6);
+                let v = t.saturating_duration_since(sent[i]).as_secs_f64() * 1e6;
+                us.push(v);
+                span[i] = (span[i].0.min(v), span[i].1.max(v));
             }
         }
     }
-    percentiles(us, a.clients * a.writes)
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let measured = &span[a.warmup.min(span.len())..];
+    let first = median(measured.iter().map(|s| s.0).filter(|v| v.is_finite()).collect());
+    let last = median(measured.iter().map(|s| s.1).collect());
+    Result { first, last, ..percentiles(us, a.clients * a.writes) }
 }
 
 async fn wait_ready(ready: &AtomicU32, n: usize, what: &str) {
@@ -438,14 +462,14 @@ async fn hub_side(a: &Args, hub: &Hub) -> Side {
     let (url, tungstenite) = (hub.ws_url.clone(), a.tungstenite);
     let (arrived, tasks) = spawn_clients(a, "hub", |id, arrived, ready, total| hub_client(url.clone(), token.clone(), id, arrived, ready, total, tungstenite)).await;
     let cmd: fn(u32) -> Vec<Bytes> = |i| vec![b("SET"), b("bench:k"), b(&i.to_string())];
-    Side { be: hub.backend().await, cmd, arrived, tasks, pid: hub.pid(), sent: Vec::new() }
+    Side { be: hub.backend().await, cmd, arrived, tasks, pid: hub.pid(), sent: Vec::new(), client_cpu: 0.0 }
 }
 
 async fn redis_side(a: &Args, redis: &Redis) -> Side {
     let port = redis.port;
     let (arrived, tasks) = spawn_clients(a, "redis", |id, arrived, ready, total| redis_client(port, id, arrived, ready, total)).await;
     let cmd: fn(u32) -> Vec<Bytes> = |i| vec![b("PUBLISH"), b("bench"), b(&i.to_string())];
-    Side { be: Backend::Tcp(RespConn::connect(port).await), cmd, arrived, tasks, pid: Some(redis.child.id()), sent: Vec::new() }
+    Side { be: Backend::Tcp(RespConn::connect(port).await), cmd, arrived, tasks, pid: Some(redis.child.id()), sent: Vec::new(), client_cpu: 0.0 }
 }
 
 /// Both servers up with their clients at once; the writes alternate between them (who goes
@@ -473,7 +497,7 @@ async fn bench(a: &Args) -> (Result, Result) {
     let mut results = Vec::new();
     for (k, s) in sides.into_iter().enumerate() {
         let stamps = collect(s.tasks).await;
-        results.push(Result { cpu: cpu[k], ..latencies(a, &s.sent, stamps) });
+        results.push(Result { cpu: cpu[k], client_cpu: s.client_cpu, ..latencies(a, &s.sent, stamps) });
     }
     let pid = hub.pid();
     drop(hub);
@@ -501,8 +525,8 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Stamps>>) -> Vec<Stamps> {
 
 fn line(name: &str, r: &Result) -> String {
     format!(
-        "{name:<28} p50 {:>8.0} µs   p99 {:>8.0} µs   max {:>8.0} µs   mean {:>8.0} µs   server CPU {:>5.2} s   ({} samples, {} missing)",
-        r.p50, r.p99, r.max, r.mean, r.cpu, r.samples, r.missing
+        "{name:<28} p50 {:>8.0} µs   p99 {:>8.0} µs   max {:>8.0} µs   mean {:>8.0} µs   first/last client (median) {:>6.0}/{:>6.0} µs   server CPU {:>5.2} s   client CPU {:>5.2} s   ({} samples, {} missing)",
+        r.p50, r.p99, r.max, r.mean, r.first, r.last, r.cpu, r.client_cpu, r.samples, r.missing
     )
 }
 
