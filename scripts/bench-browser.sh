@@ -21,6 +21,7 @@ print(f"browser           Chromium {r['browser']}")
 print(f"cache.get         {r['get'] / 1e6:8.2f} M ops/s   (target >= 2 M)   {'ok' if r['get'] >= 2e6 else 'BELOW TARGET'}")
 print(f"Map.get           {r['map'] / 1e6:8.2f} M ops/s")
 print(f"Map / cache.get   {r['ratio']:8.2f} x         (target <= 3 x)   {'ok' if r['ratio'] <= 3 else 'ABOVE TARGET'}")
-print(f"cache.get, engine {r['engine'] / 1e6:8.2f} M ops/s   (no memo: LRU with a cap, every read through wasm and the engine)")
+print(f"cache.get, LRU    {r['lru'] / 1e6:8.2f} M ops/s   (allkeys-lru with a cap: every read counted)   {'ok' if r['lru'] >= 2e6 else 'BELOW TARGET'}")
+print(f"cache.get, engine {r['engine'] / 1e6:8.2f} M ops/s   (keys with a TTL: every read through wasm and the engine)")
 print(f"wasm              {raw / 1024:8.1f} KiB, gzip -9 {gz / 1024:.1f} KiB")
 PY

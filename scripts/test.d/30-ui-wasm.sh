@@ -8,7 +8,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
-# 120 s, not 60: the sync binary (1,000 connect/close rounds) took ~30 s on a loaded 2-core machine.
 # 120 s rather than 60: the sync binary (1,000 connect/close rounds) took ~30 s on a
 # loaded 2-core machine, and the timeout covers a whole test binary.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"

@@ -82,6 +82,9 @@ struct Inner {
     /// The JS hot path's memo: key (a JS string) → the value `get` returned, for string
     /// keys without a TTL; every notice about a key removes it (see `js.rs` `get`).
     memo: RefCell<Option<js_sys::Map>>,
+    /// With LRU/LFU under a cap: the keys of memo hits not yet counted by the engine (JS
+    /// pushes them; [`Cache::note_reads`] hands them over in batches, and before writes).
+    touched: RefCell<Option<js_sys::Array>>,
 }
 
 impl Drop for Inner {
@@ -95,6 +98,10 @@ impl Drop for Inner {
 
 /// Memo entries kept at most; past it the memo starts over (bounds the JS memory).
 const MEMO_MAX: u32 = 10_000;
+
+/// Memo hits recorded before they are handed to the engine (LRU/LFU under a cap). Between
+/// batches only writes evict, and they hand the batch over first.
+pub(crate) const TOUCHED_BATCH: u32 = 64;
 
 /// Called once when a write settles.
 pub type WriteDone = Box<dyn FnOnce(Settled)>;
@@ -155,6 +162,7 @@ impl Cache {
                 writes: RefCell::new(HashMap::new()),
                 tabs: RefCell::new(None),
                 memo: RefCell::new(None),
+                touched: RefCell::new(None),
             }),
         };
         if let Some(name) = options.channel.as_deref().filter(|n| !n.is_empty()) {
@@ -163,13 +171,38 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Lets the JS `get` memoize values (unless every read must count for LRU/LFU).
+    /// Lets the JS `get` memoize values. With LRU/LFU under a cap every read must count as
+    /// an access, so memo hits are also recorded (see [`Cache::touched`]).
     pub(crate) fn enable_memo(&self) {
         let mut core = self.inner.core.borrow_mut();
-        if core.reads_are_free() && !core.is_closed() {
-            core.set_dirty_tracking(true);
-            *self.inner.memo.borrow_mut() = Some(js_sys::Map::new());
+        if core.is_closed() {
+            return;
         }
+        core.set_dirty_tracking(true);
+        *self.inner.memo.borrow_mut() = Some(js_sys::Map::new());
+        if !core.reads_are_free() {
+            *self.inner.touched.borrow_mut() = Some(js_sys::Array::new());
+        }
+    }
+
+    /// The array memo hits push their keys to, when reads count for eviction.
+    pub(crate) fn touched(&self) -> Option<js_sys::Array> {
+        self.inner.touched.borrow().clone()
+    }
+
+    /// Whether a direct read may skip the access bookkeeping (no LRU/LFU under a cap).
+    pub(crate) fn reads_are_free(&self) -> bool {
+        self.inner.core.borrow().reads_are_free()
+    }
+
+    /// Hands the recorded memo hits to the engine as reads (the JS `get` calls this every
+    /// [`TOUCHED_BATCH`] hits; writes call it first, since eviction runs on writes).
+    pub(crate) fn note_reads(&self) {
+        let touched = self.inner.touched.borrow();
+        let Some(touched) = touched.as_ref().filter(|t| t.length() > 0) else { return };
+        let keys: Vec<String> = touched.iter().filter_map(|k| k.as_string()).collect();
+        touched.set_length(0);
+        self.inner.core.borrow_mut().note_reads(&keys, now_ms());
     }
 
     /// Remembers what `get(key)` answered (a string key with no TTL).
@@ -182,7 +215,7 @@ impl Cache {
         }
     }
 
-    /// Whether `get` may use a direct lookup (no LRU/LFU bookkeeping needed).
+    /// Whether `get` memoizes what it answers.
     pub(crate) fn memo_enabled(&self) -> bool {
         self.inner.memo.borrow().is_some()
     }
@@ -234,6 +267,7 @@ impl Cache {
             Route::Forward => return tabs::forward(self, vec![args.to_vec()], false, None),
             Route::Queue => return tabs::queue(self, vec![args.to_vec()], false, None),
         }
+        self.note_reads();
         let reply = self.inner.core.borrow_mut().execute(args, now_ms());
         self.settle();
         reply
@@ -252,6 +286,7 @@ impl Cache {
             Route::Forward => return tabs::forward(self, commands.to_vec(), true, None),
             Route::Queue => return tabs::queue(self, commands.to_vec(), true, None),
         }
+        self.note_reads();
         let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
         self.after_submit();
         match out {
@@ -273,6 +308,7 @@ impl Cache {
                 return;
             }
         }
+        self.note_reads();
         let out = self.inner.core.borrow_mut().submit(args, now_ms());
         self.finish(out, Box::new(done));
     }
@@ -290,6 +326,7 @@ impl Cache {
                 return;
             }
         }
+        self.note_reads();
         let out = self.inner.core.borrow_mut().transaction(commands, now_ms());
         self.finish(out, Box::new(done));
     }
@@ -423,6 +460,13 @@ impl Cache {
         self.inner.core.borrow().engine().used_memory()
     }
 
+    /// The engine's counters (hits, misses, expired and evicted keys: Redis's `INFO stats`),
+    /// with the reads the JS `get` answered from its memo counted.
+    pub fn stats(&self) -> recached_engine::Stats {
+        self.note_reads();
+        self.inner.core.borrow().engine().stats().clone()
+    }
+
     /// The status (`offline` for a local cache).
     pub fn status(&self) -> Status {
         self.inner.core.borrow().status()
@@ -491,6 +535,7 @@ impl Cache {
         if let Some(memo) = self.inner.memo.borrow_mut().take() {
             memo.clear();
         }
+        self.inner.touched.borrow_mut().take();
         let (keys, statuses) = self.inner.core.borrow_mut().close();
         let timer = self.inner.timer.borrow_mut().take();
         for l in &statuses {

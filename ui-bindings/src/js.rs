@@ -64,17 +64,32 @@ export interface ConnectOptions {
 }
 /** Called with the key (null when a whole database changed) and Redis's event name: `set`, `del`, `expired`, `evicted`, `hset`, … */
 export type ChangeListener = (key: string | null, event: string) => void;
+/** Counters as in Redis's `INFO stats` (memo hits of `get` count as keyspace hits). */
+export interface CacheStats {
+  keyspaceHits: number;
+  keyspaceMisses: number;
+  expiredKeys: number;
+  evictedKeys: number;
+  commands: number;
+}
 /** Stops a listener. Calling it again, or after `close()`, does nothing. */
 export type Unsubscribe = () => void;
 "#;
 
 #[wasm_bindgen(inline_js = r#"
-export function recachedFastGet(cache, memo) {
-  const slow = Object.getPrototypeOf(cache).get;
+export function recachedFastGet(cache, memo, touched, batch) {
+  const proto = Object.getPrototypeOf(cache);
+  const slow = proto.get;
+  const note = proto.__noteReads;
   Object.defineProperty(cache, "get", {
-    value: function get(key) {
+    value: touched === undefined ? function get(key) {
       const hit = memo.get(key);
       return hit !== undefined ? hit : slow.call(this, key);
+    } : function get(key) {
+      const hit = memo.get(key);
+      if (hit === undefined) return slow.call(this, key);
+      if (touched.push(key) >= batch) note.call(this);
+      return hit;
     },
     writable: true,
     configurable: true,
@@ -84,9 +99,11 @@ export function recachedFastGet(cache, memo) {
 "#)]
 extern "C" {
     /// Gives the JS object of a cache its own `get`, answering from `memo` (a JS `Map`
-    /// kept by Rust: key → what `get` returned) before calling into wasm.
+    /// kept by Rust: key → what `get` returned) before calling into wasm. With `touched`
+    /// (LRU/LFU under a cap) a hit also records its key there, and every `batch` hits
+    /// hands them to the engine (`__noteReads`).
     #[wasm_bindgen(js_name = recachedFastGet)]
-    fn fast_get(cache: JsValue, memo: &js_sys::Map) -> JsValue;
+    fn fast_get(cache: JsValue, memo: &js_sys::Map, touched: Option<js_sys::Array>, batch: u32) -> JsValue;
 }
 
 /// Creates a local cache: the engine in wasm memory, TTL and caps, no server needed.
@@ -99,10 +116,10 @@ pub fn create_cache_js(
     #[wasm_bindgen(unchecked_optional_param_type = "CacheOptions")] options: Option<Object>,
 ) -> Result<JsValue, JsError> {
     let cache = create_cache(options)?;
-    let memo = cache.cache.memo_map();
+    let (memo, touched) = (cache.cache.memo_map(), cache.cache.touched());
     let obj = JsValue::from(cache);
     Ok(match memo {
-        Some(memo) => fast_get(obj, &memo),
+        Some(memo) => fast_get(obj, &memo, touched, crate::cache::TOUCHED_BATCH),
         None => obj,
     })
 }
@@ -414,15 +431,14 @@ impl JsCache {
     /// The hot path (docs/benchmarks.md): a repeated read of an unchanged string key with no
     /// TTL is answered in JS from a `Map` memo of what `get` returned (see `createCache`;
     /// every change notice drops the key from it); a first read looks the key up directly
-    /// and fills the memo. With an LRU/LFU policy and a cap there is no memo: every read
-    /// looks the key up directly and counts the access, as `GET` would.
+    /// and fills the memo. With an LRU/LFU policy and a cap every read counts as an access,
+    /// as `GET` would: a direct lookup counts at once, memo hits are recorded in JS and
+    /// handed to the engine every 64 hits and before every write (eviction runs on writes).
     #[wasm_bindgen(unchecked_return_type = "string | null")]
     pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "Key")] key: JsValue) -> Result<JsValue, JsValue> {
         if let Some(name) = key.as_string() {
             let memo = self.cache.memo_enabled();
-            // With a memo reads are free; without one (LRU/LFU under a cap) the direct
-            // lookup counts the access as GET would.
-            let found = if memo { self.cache.peek_string(name.as_bytes()) } else { self.cache.read_string(name.as_bytes()) };
+            let found = if self.cache.reads_are_free() { self.cache.peek_string(name.as_bytes()) } else { self.cache.read_string(name.as_bytes()) };
             if let Some((value, expires)) = found {
                 let js = text(&value);
                 // A key with lone surrogates reads as another key (lossy UTF-8): never
@@ -434,6 +450,12 @@ impl JsCache {
             }
         }
         bulk_text(self.key_cmd("GET", &key)?)
+    }
+
+    /// Hands the memo hits the JS `get` recorded to the engine as reads (internal).
+    #[wasm_bindgen(js_name = __noteReads, skip_typescript)]
+    pub fn note_reads(&self) {
+        self.cache.note_reads();
     }
 
     /// `GET`: the value as bytes.
@@ -620,6 +642,24 @@ impl JsCache {
     #[wasm_bindgen(getter, js_name = usedMemory)]
     pub fn used_memory(&self) -> f64 {
         self.cache.used_memory() as f64
+    }
+
+    /// Counters as in Redis's `INFO stats`: `{ keyspaceHits, keyspaceMisses, expiredKeys,
+    /// evictedKeys, commands }`.
+    #[wasm_bindgen(unchecked_return_type = "CacheStats")]
+    pub fn stats(&self) -> Object {
+        let st = self.cache.stats();
+        let o = Object::new();
+        for (name, v) in [
+            ("keyspaceHits", st.keyspace_hits),
+            ("keyspaceMisses", st.keyspace_misses),
+            ("expiredKeys", st.expired_keys),
+            ("evictedKeys", st.evicted_keys),
+            ("commands", st.commands),
+        ] {
+            let _ = Reflect::set(&o, &JsValue::from_str(name), &JsValue::from_f64(v as f64));
+        }
+        o
     }
 
     // ---- writes: applied at once; the promise settles with the reply ----

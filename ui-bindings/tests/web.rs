@@ -527,11 +527,48 @@ async fn the_memoized_get_never_answers_a_stale_value() {
     assert!(js_get(&c, "h").is_err());
     js_call(&c, "close", &[]);
     assert!(js_get(&c, "b").is_err(), "closed: no stale answer");
-    // With an LRU cap there is no memo: the object keeps the prototype's get.
-    let lru = create_cache_js(Some(obj(&[("channel", JsValue::FALSE), ("maxKeys", JsValue::from(10))]))).unwrap();
-    let own = Reflect::get_own_property_descriptor(lru.unchecked_ref::<Object>(), &s("get")).unwrap();
-    assert!(own.is_undefined(), "every read counts for LRU");
-    js_call(&lru, "close", &[]);
+}
+
+/// `cache.stats().keyspaceHits`.
+fn keyspace_hits(c: &JsValue) -> u64 {
+    Reflect::get(&js_call(c, "stats", &[]), &s("keyspaceHits")).unwrap().as_f64().unwrap() as u64
+}
+
+// With LRU/LFU under a cap every read is an access: memo hits are recorded in JS and handed
+// to the engine in batches of 64 and before every write, so none goes uncounted.
+#[wasm_bindgen_test]
+async fn memo_hits_under_an_lru_cap_count_as_reads() {
+    for policy in ["allkeys-lru", "allkeys-lfu"] {
+        let c = create_cache_js(Some(obj(&[("channel", JsValue::FALSE), ("maxKeys", JsValue::from(10)), ("eviction", s(policy))]))).unwrap();
+        let own = Reflect::get_own_property_descriptor(c.unchecked_ref::<Object>(), &s("get")).unwrap();
+        assert!(!own.is_undefined(), "{policy}: the memo serves capped caches too");
+        js_call(&c, "set", &[s("k"), s("v")]);
+        for n in [1, 63, 64, 65, 200] {
+            let before = keyspace_hits(&c);
+            for _ in 0..n {
+                assert_eq!(js_get(&c, "k").unwrap(), s("v"));
+            }
+            // stats() hands over the hits recorded since the last batch first.
+            assert_eq!(keyspace_hits(&c) - before, n, "{policy}: {n} reads");
+        }
+        if policy != "allkeys-lfu" {
+            // (LRU's clock ticks once a second: the whole test runs within one tick.)
+            js_call(&c, "close", &[]);
+            continue;
+        }
+        // The recorded accesses steer eviction: the key read most survives new writes.
+        for i in 0..9 {
+            js_call(&c, "set", &[s(&format!("o{i}")), s("x")]);
+        }
+        for _ in 0..500 {
+            js_get(&c, "k").unwrap();
+        }
+        for i in 0..20 {
+            js_call(&c, "set", &[s(&format!("n{i}")), s("x")]);
+        }
+        assert_eq!(js_get(&c, "k").unwrap(), s("v"), "{policy}: the hot key was kept");
+        js_call(&c, "close", &[]);
+    }
 }
 
 fn obj_px(ms: i32) -> JsValue {
