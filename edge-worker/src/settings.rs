@@ -29,25 +29,7 @@ pub struct Settings {
 }
 
 /// Parses a size: bytes, or with `kb`/`mb`/`gb` (1024-based) or `k`/`m`/`g` (1000-based).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let (digits, mul) = if let Some(d) = t.strip_suffix("gb") {
-        (d, 1u64 << 30)
-    } else if let Some(d) = t.strip_suffix("mb") {
-        (d, 1 << 20)
-    } else if let Some(d) = t.strip_suffix("kb") {
-        (d, 1 << 10)
-    } else if let Some(d) = t.strip_suffix('g') {
-        (d, 1_000_000_000)
-    } else if let Some(d) = t.strip_suffix('m') {
-        (d, 1_000_000)
-    } else if let Some(d) = t.strip_suffix('k') {
-        (d, 1000)
-    } else {
-        (t.as_str(), 1)
-    };
-    digits.trim().parse::<u64>().ok()?.checked_mul(mul)
-}
+pub use recached_engine::util::parse_memory as parse_size;
 
 /// Parses a static token spec `TOKEN:read=pat,…;write=pat,…[;sub=NAME]` (the native
 /// hub's `--sync-token` form).

@@ -1,5 +1,34 @@
 //! Number parsing and formatting with Redis's exact rules.
 
+/// Parses a redis.conf memory value: `100`, `1k` (1000), `1kb` (1024), `5mb`, `2gb`, `1g`
+/// (case-insensitive, `b` optional; spaces only around the whole value, as Redis's
+/// `memtoull`). The one parser of sizes for the hub's flags and config, the edge's vars and
+/// the browser cache's options.
+pub fn parse_memory(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, mul): (&str, u64) = if let Some(d) = t.strip_suffix("gb") {
+        (d, 1 << 30)
+    } else if let Some(d) = t.strip_suffix("mb") {
+        (d, 1 << 20)
+    } else if let Some(d) = t.strip_suffix("kb") {
+        (d, 1 << 10)
+    } else if let Some(d) = t.strip_suffix('g') {
+        (d, 1_000_000_000)
+    } else if let Some(d) = t.strip_suffix('m') {
+        (d, 1_000_000)
+    } else if let Some(d) = t.strip_suffix('k') {
+        (d, 1_000)
+    } else if let Some(d) = t.strip_suffix('b') {
+        (d, 1)
+    } else {
+        (t.as_str(), 1)
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(mul)
+}
+
 /// Parses an integer the way Redis's `string2ll` does: optional `-`, no `+`, no leading
 /// zeros, no spaces, within `i64`.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
@@ -144,6 +173,16 @@ pub fn resolve_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_values() {
+        for (text, want) in [("100", 100), ("1k", 1000), ("1kb", 1024), ("5MB", 5 << 20), ("2gb", 2 << 30), ("1g", 1_000_000_000), ("7b", 7), (" 16mb ", 16 << 20)] {
+            assert_eq!(parse_memory(text), Some(want), "{text}");
+        }
+        for bad in ["", "mb", "-1", "+1", "1.5mb", "10 mb", "lots", "99999999999999999999gb"] {
+            assert_eq!(parse_memory(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn integers() {

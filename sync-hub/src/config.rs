@@ -422,31 +422,7 @@ pub fn param(name: &str) -> Option<&'static Param> {
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
-/// Parses a Redis memory value: `100`, `1k` (1000), `1kb` (1024), `5mb`, `2gb`.
-pub fn parse_memory(text: &str) -> Option<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let (digits, mul): (&str, u64) = if let Some(d) = t.strip_suffix("gb") {
-        (d, 1 << 30)
-    } else if let Some(d) = t.strip_suffix("mb") {
-        (d, 1 << 20)
-    } else if let Some(d) = t.strip_suffix("kb") {
-        (d, 1 << 10)
-    } else if let Some(d) = t.strip_suffix('g') {
-        (d, 1_000_000_000)
-    } else if let Some(d) = t.strip_suffix('m') {
-        (d, 1_000_000)
-    } else if let Some(d) = t.strip_suffix('k') {
-        (d, 1_000)
-    } else if let Some(d) = t.strip_suffix('b') {
-        (d, 1)
-    } else {
-        (t.as_str(), 1)
-    };
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(mul)
-}
+pub use recached_engine::util::parse_memory;
 
 fn parse_int(text: &str, min: i64, max: i64) -> Result<i64, String> {
     let n: i64 = text.trim().parse().map_err(|_| "argument couldn't be parsed into an integer".to_string())?;

@@ -45,22 +45,8 @@ impl CacheOptions {
     /// Parses a `maxmemory`-style size: a number of bytes or `10kb`/`10mb`/`1gb` (also
     /// `k`/`m`/`g`, powers of 1000 as in redis.conf).
     pub fn parse_size(text: &str) -> Result<usize, CacheError> {
-        let t = text.trim().to_ascii_lowercase();
-        let (digits, unit): (&str, usize) = match () {
-            _ if t.ends_with("gb") => (&t[..t.len() - 2], 1 << 30),
-            _ if t.ends_with("mb") => (&t[..t.len() - 2], 1 << 20),
-            _ if t.ends_with("kb") => (&t[..t.len() - 2], 1 << 10),
-            _ if t.ends_with('g') => (&t[..t.len() - 1], 1_000_000_000),
-            _ if t.ends_with('m') => (&t[..t.len() - 1], 1_000_000),
-            _ if t.ends_with('k') => (&t[..t.len() - 1], 1_000),
-            _ if t.ends_with('b') => (&t[..t.len() - 1], 1),
-            _ => (&t[..], 1),
-        };
-        digits
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit))
+        recached_engine::util::parse_memory(text)
+            .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| CacheError::Option(format!("maxMemory: '{text}' is not a size")))
     }
 
