@@ -8,6 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
+source scripts/lib.sh
 # 120 s rather than 60: the sync binary (1,000 connect/close rounds) took ~30 s on a
 # loaded 2-core machine, and the timeout covers a whole test binary.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
@@ -15,26 +16,15 @@ for tool in wasm-bindgen-test-runner chromedriver chromium; do
   command -v "$tool" >/dev/null || { echo "30-ui-wasm: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
 
-# The hub for tests/sync.rs: the release binary the native step already built (or
-# RECACHED_BIN), on free loopback ports, stopped on exit.
-HUB_BIN="${RECACHED_BIN:-$CARGO_TARGET_DIR/release/recached}"
-if [ ! -x "$HUB_BIN" ]; then
-  cargo build --release -q -p recached-hub --bin recached
-  HUB_BIN="$CARGO_TARGET_DIR/release/recached"
-fi
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The hub for tests/sync.rs, on free loopback ports, stopped on exit.
+HUB_BIN="$(release_hub)"
 RESP_PORT="$(free_port)"
 WS_PORT="$(free_port)"
 HUB_LOG="$(mktemp)"
 "$HUB_BIN" --port "$RESP_PORT" --ws-port "$WS_PORT" --bind 127.0.0.1 >"$HUB_LOG" 2>&1 &
 HUB_PID=$!
 trap 'kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true; rm -f "$HUB_LOG"' EXIT
-for _ in $(seq 1 300); do
-  grep -q "Ready to accept connections ws" "$HUB_LOG" && break
-  kill -0 "$HUB_PID" 2>/dev/null || { cat "$HUB_LOG" >&2; echo "30-ui-wasm: the hub exited" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "Ready to accept connections ws" "$HUB_LOG" || { cat "$HUB_LOG" >&2; echo "30-ui-wasm: the hub did not start" >&2; exit 1; }
+wait_hub 30-ui-wasm "$HUB_PID" "$HUB_LOG"
 # Read at build time by tests/sync.rs (option_env!): only that test binary rebuilds.
 export RECACHED_TEST_WS="ws://127.0.0.1:$WS_PORT"
 

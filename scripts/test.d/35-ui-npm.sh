@@ -10,6 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
+source scripts/lib.sh
 for tool in tsc esbuild node chromium; do
   command -v "$tool" >/dev/null || { echo "35-ui-npm: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
@@ -37,23 +38,13 @@ esbuild "$WORK/main.ts" --bundle --format=esm --target=es2022 --log-level=warnin
 cp "$PKG/recached_bg.wasm" "$OUT/"
 cp ui-bindings/npm-consumer/index.html "$OUT/"
 
-# A hub on free loopback ports (the native step's release binary, or RECACHED_BIN).
-HUB_BIN="${RECACHED_BIN:-$CARGO_TARGET_DIR/release/recached}"
-if [ ! -x "$HUB_BIN" ]; then
-  cargo build --release -q -p recached-hub --bin recached
-  HUB_BIN="$CARGO_TARGET_DIR/release/recached"
-fi
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A hub on free loopback ports.
+HUB_BIN="$(release_hub)"
 RESP_PORT="$(free_port)"
 WS_PORT="$(free_port)"
 "$HUB_BIN" --port "$RESP_PORT" --ws-port "$WS_PORT" --bind 127.0.0.1 >"$WORK/hub.log" 2>&1 &
 HUB_PID=$!
-for _ in $(seq 1 300); do
-  grep -q "Ready to accept connections ws" "$WORK/hub.log" && break
-  kill -0 "$HUB_PID" 2>/dev/null || { cat "$WORK/hub.log" >&2; echo "35-ui-npm: the hub exited" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "Ready to accept connections ws" "$WORK/hub.log" || { cat "$WORK/hub.log" >&2; echo "35-ui-npm: the hub did not start" >&2; exit 1; }
+wait_hub 35-ui-npm "$HUB_PID" "$WORK/hub.log"
 
 ARTIFACTS="$CARGO_TARGET_DIR/artifacts/npm"
 rm -rf "$ARTIFACTS"

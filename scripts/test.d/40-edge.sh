@@ -15,6 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
+source scripts/lib.sh
 
 log() { printf '\033[1;34m[edge]\033[0m %s\n' "$*"; }
 NODE_BIN="$RECACHED_TOOLS/node/node_modules"
@@ -66,7 +67,7 @@ SITE="$WORK/site" ARTIFACTS="$CARGO_TARGET_DIR/artifacts/edge" timeout 180 node 
 rm -rf "$WORK"
 
 log "wrangler dev (loopback, no account)"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT="$(free_port)"
 WLOG=$(mktemp)
 # The same wrangler.toml without its [build] step: the worker was built above.
 sed '/^\[build\]/,/^$/d' edge-worker/wrangler.toml > edge-worker/.wrangler-smoke.toml

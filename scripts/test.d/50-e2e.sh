@@ -11,6 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
+source scripts/lib.sh
 export TRUNK_SKIP_VERSION_CHECK=true
 for tool in trunk wasm-bindgen wasm-opt node redis-cli curl /usr/bin/chromium; do
   command -v "$tool" >/dev/null || { echo "50-e2e: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
@@ -46,14 +47,9 @@ if ! timeout 1500 trunk build --release --dist "$DIST" >"$E2E_ARTIFACTS/trunk.lo
 fi
 echo "50-e2e: demo built in $((SECONDS - started)) s ($(du -k "$DIST"/*.wasm | cut -f1) KiB wasm)"
 
-# The release hub (a no-op after the native step built it; never a stale binary).
-if [ -z "${RECACHED_BIN:-}" ]; then
-  cargo build --release -q -p recached-hub --bin recached
-fi
-HUB_BIN="${RECACHED_BIN:-$CARGO_TARGET_DIR/release/recached}"
+HUB_BIN="$(release_hub)"
 export E2E_HUB_BIN="$HUB_BIN"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RESP_PORT="$(free_port)"
 WS_PORT="$(free_port)"
 export E2E_HUB_SECRET="e2e-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -61,12 +57,7 @@ export E2E_HUB_SECRET="e2e-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
   >"$E2E_ARTIFACTS/hub.log" 2>&1 &
 echo $! >>"$E2E_PIDS"
 HUB_PID=$!
-for _ in $(seq 1 200); do
-  grep -q "Ready to accept connections ws" "$E2E_ARTIFACTS/hub.log" && break
-  kill -0 "$HUB_PID" 2>/dev/null || { cat "$E2E_ARTIFACTS/hub.log" >&2; echo "50-e2e: the hub exited" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "Ready to accept connections ws" "$E2E_ARTIFACTS/hub.log" || { echo "50-e2e: the hub did not start" >&2; exit 1; }
+wait_hub 50-e2e "$HUB_PID" "$E2E_ARTIFACTS/hub.log"
 export E2E_HUB_WS="ws://127.0.0.1:$WS_PORT" E2E_HUB_RESP_PORT="$RESP_PORT"
 
 node e2e/lib/static-server.mjs "$DIST" 0 >"$WORK/static.log" 2>&1 &
