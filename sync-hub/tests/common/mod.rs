@@ -18,14 +18,16 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::collections::VecDeque;
+#[path = "../procs/mod.rs"]
+mod procs;
+pub use procs::{encode, proc_status_kb, raise_nofile_limit, OutputTail};
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -129,25 +131,6 @@ impl Opts {
             push(k, v.clone());
         }
         a
-    }
-}
-
-/// The last lines a process wrote, kept for failure messages.
-#[derive(Clone, Default)]
-pub struct OutputTail(Arc<Mutex<VecDeque<String>>>);
-
-impl OutputTail {
-    fn push(&self, line: String) {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= 200 {
-            q.pop_front();
-        }
-        q.push_back(line);
-    }
-    /// Everything kept, one line each.
-    pub fn text(&self) -> String {
-        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -366,43 +349,6 @@ fn ping_ok(port: u16, pass: Option<&str>) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
 }
 
-/// A `kB` field of `/proc/<pid>/status`.
-pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children inherit it), so
-/// the connection-flood tests and a server with `maxclients 1000` have enough descriptors.
-pub fn raise_nofile_limit() {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct RLimit {
-            cur: u64,
-            max: u64,
-        }
-        extern "C" {
-            fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
-            fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
-        }
-        const RLIMIT_NOFILE: i32 = 7;
-        let mut r = RLimit { cur: 0, max: 0 };
-        // SAFETY: plain libc calls with a valid, correctly laid-out struct.
-        unsafe {
-            if getrlimit(RLIMIT_NOFILE, &mut r) == 0 && r.cur < r.max {
-                r.cur = r.max.min(1 << 20);
-                setrlimit(RLIMIT_NOFILE, &r);
-            }
-        }
-    }
-}
-
 /// The soft `RLIMIT_NOFILE` of this process.
 pub fn nofile_limit() -> u64 {
     std::fs::read_to_string("/proc/self/limits")
@@ -546,18 +492,6 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize
         }
         other => return Err(format!("unknown reply type byte {:?} at {pos}", other as char)),
     })
-}
-
-/// Encodes a command as a RESP array of bulk strings.
-pub fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        let a = a.as_ref();
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// What a read ended with.

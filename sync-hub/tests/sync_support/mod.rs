@@ -21,15 +21,18 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod client;
+#[path = "../procs/mod.rs"]
+mod procs;
 pub mod raw;
 pub mod state;
 
-use std::collections::VecDeque;
+pub use procs::{encode, proc_status_kb, raise_nofile_limit, OutputTail};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -146,25 +149,6 @@ impl HubOpts {
     }
     fn needs_flags(&self) -> bool {
         self.backlog_bytes.is_some() || self.max_buffer.is_some() || !self.extra.is_empty() || !self.secret
-    }
-}
-
-/// The last lines a process wrote, kept for failure messages.
-#[derive(Clone, Default)]
-pub struct OutputTail(Arc<Mutex<VecDeque<String>>>);
-
-impl OutputTail {
-    fn push(&self, line: String) {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= 300 {
-            q.pop_front();
-        }
-        q.push_back(line);
-    }
-    /// Everything kept, one line each.
-    pub fn text(&self) -> String {
-        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -461,53 +445,9 @@ pub fn mint_token(secret: &[u8], sub: &str, read: &[&str], write: &[&str], exp_m
     mint(&claims, secret)
 }
 
-/// A `kB` field of `/proc/<pid>/status`.
-pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children inherit it).
-pub fn raise_nofile_limit() -> u64 {
-    #[repr(C)]
-    struct RLimit {
-        cur: u64,
-        max: u64,
-    }
-    extern "C" {
-        fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
-        fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
-    }
-    const RLIMIT_NOFILE: i32 = 7;
-    let mut r = RLimit { cur: 0, max: 0 };
-    // SAFETY: plain libc calls with a valid, correctly laid-out struct.
-    unsafe {
-        if getrlimit(RLIMIT_NOFILE, &mut r) == 0 && r.cur < r.max {
-            r.cur = r.max.min(1 << 20);
-            setrlimit(RLIMIT_NOFILE, &r);
-        }
-        if getrlimit(RLIMIT_NOFILE, &mut r) == 0 {
-            return r.cur;
-        }
-    }
-    1024
-}
-
 // ---------------------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------------------
-
-/// Encodes a command as a RESP array of bulk strings.
-pub fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
-    let mut out = Vec::new();
-    recached_engine::resp::encode_command(args, &mut out);
-    out
-}
 
 /// A plain RESP2 connection over TCP (what a backend uses).
 pub struct RespConn {
