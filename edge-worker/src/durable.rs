@@ -7,10 +7,11 @@
 //! stored. How each event is driven follows the contract in `engine::sync::hub`:
 //!
 //! ```text
-//! wake (first event) ....... load keys, meta, backlog from SQL; SyncHub::new; republish the
-//!                            backlog; restore_conn for every socket from its attachment
+//! wake (first event) ....... load keys, meta, backlog, dedupe memory from SQL; SyncHub::new;
+//!                            republish the backlog; restore_dedupe; restore_conn for every
+//!                            socket from its attachment
 //! WebSocket upgrade ........ origin / socket caps, accept_web_socket, hub.open
-//! websocket_message ........ hub.message → persist out.groups → send → attachment
+//! websocket_message ........ hub.message → persist out.groups, out.dedupe → send → attachment
 //! HTTP command ............. engine.execute (api) → take_changes → hub.publish → persist
 //! alarm .................... engine.sweep + hub.tick at the earliest of both deadlines
 //! websocket_close/error .... hub.disconnect
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use recached_engine::sync::hub::{origin_allowed, ConnState};
-use recached_engine::sync::{Close, ConnId, Grant, Output, SyncHub};
+use recached_engine::sync::{Close, ConnId, Grant, HubConfig, Output, SyncHub};
 use recached_engine::{Config, Engine, Host, Reply, Session};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,9 +115,14 @@ impl Core {
             }
         };
         let base = loaded.backlog.first().map(|g| g.offset - 1).unwrap_or(loaded.offset);
-        let mut hub = SyncHub::new(settings.hub.clone(), settings.auth(), replid, base);
+        let config = HubConfig { record_dedupe: true, ..settings.hub.clone() };
+        let mut hub = SyncHub::new(config, settings.auth(), replid, base);
         // No socket is registered yet: this only refills the backlog.
         hub.publish(&engine, &loaded.backlog, now);
+        // Resent writes whose acks were lost while the object was evicted are answered from
+        // here; bounds that shrank since (settings) come back as deletions.
+        let trimmed = hub.restore_dedupe(loaded.dedupe);
+        store.persist_dedupe(&trimmed.dedupe)?;
         let mut core = Core { engine, hub, store, settings, sockets: HashMap::new(), next_id: 1, alarm_at: None, loaded_ms: now };
         let mut restored = Vec::new();
         for ws in state.get_websockets() {
@@ -145,9 +151,11 @@ impl Core {
         Ok(core)
     }
 
-    /// Persists the groups of `out`, then sends, closes and disconnects.
+    /// Persists the groups and dedupe changes of `out`, then sends, closes and disconnects
+    /// (the output gate holds the sends until both are durable).
     fn deliver(&mut self, out: Output, _now: u64) -> Result<()> {
         self.store.persist(&self.engine, &out.groups, self.hub.backlog())?;
+        self.store.persist_dedupe(&out.dedupe)?;
         let mut gone = Vec::new();
         for (id, bytes) in out.sends {
             if let Some(s) = self.sockets.get(&id) {

@@ -1,9 +1,12 @@
-//! The Durable Object's SQLite-backed storage: keys, stream meta, resume backlog.
+//! The Durable Object's SQLite-backed storage: keys, stream meta, resume backlog, and the
+//! write-dedupe memory.
 //!
 //! ```text
 //! meta(name TEXT PRIMARY KEY, value TEXT)          replid, offset (of the last persisted group)
 //! kv(db, key BLOB, part, data BLOB)               one row per part of a one-key snapshot
 //! backlog(offset, part, data BLOB)                 one row per part of a change group
+//! dedupe_client(subject, client BLOB, floor, used) one row per remembered client window
+//! dedupe(subject, client BLOB, seq, offset, reply) one row per remembered write result
 //! ```
 //!
 //! Every call is synchronous (`ctx.storage.sql.exec`): the writes of one event are one
@@ -12,7 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use recached_engine::sync::Backlog;
+use bytes::Bytes;
+use recached_engine::sync::{Backlog, DedupeChange, DedupeEntry};
 use recached_engine::{ChangeGroup, Db, Engine};
 use worker::{SqlStorage, SqlStorageValue as V};
 
@@ -30,6 +34,8 @@ pub struct Loaded {
     pub backlog: Vec<ChangeGroup>,
     /// Keys whose rows failed to decode (skipped, reported in the log).
     pub bad_rows: usize,
+    /// The write-dedupe memory, for [`recached_engine::sync::SyncHub::restore_dedupe`].
+    pub dedupe: Vec<DedupeEntry>,
 }
 
 /// The storage layer of one Durable Object.
@@ -59,6 +65,11 @@ impl Store {
         sql.exec("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)", None)?;
         sql.exec("CREATE TABLE IF NOT EXISTS kv (db INTEGER NOT NULL, key BLOB NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (db, key, part))", None)?;
         sql.exec("CREATE TABLE IF NOT EXISTS backlog (offset INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (offset, part))", None)?;
+        sql.exec("CREATE TABLE IF NOT EXISTS dedupe_client (subject TEXT NOT NULL, client BLOB NOT NULL, floor INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (subject, client))", None)?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS dedupe (subject TEXT NOT NULL, client BLOB NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL, reply BLOB NOT NULL, PRIMARY KEY (subject, client, seq))",
+            None,
+        )?;
         Ok(Store { sql, keys: KeyEncoder::default() })
     }
 
@@ -118,7 +129,50 @@ impl Store {
             expect = expect.saturating_sub(1);
         }
         backlog.drain(..start);
-        Ok(Loaded { replid, offset, dbs, backlog, bad_rows })
+        let mut dedupe = Vec::new();
+        let rows = "SELECT d.subject, d.client, d.seq, d.offset, d.reply, c.floor, c.used FROM dedupe d JOIN dedupe_client c ON c.subject = d.subject AND c.client = d.client";
+        for row in self.sql.exec(rows, None)?.raw() {
+            let row = row?;
+            let [V::String(subject), client, seq, offset, reply, floor, used] = row.as_slice() else { continue };
+            dedupe.push(DedupeEntry {
+                subject: subject.clone(),
+                client: Bytes::copy_from_slice(blob(client)),
+                seq: int(seq) as u64,
+                offset: int(offset) as u64,
+                reply: Bytes::copy_from_slice(blob(reply)),
+                floor: int(floor) as u64,
+                used: int(used) as u64,
+            });
+        }
+        Ok(Loaded { replid, offset, dbs, backlog, bad_rows, dedupe })
+    }
+
+    /// Mirrors the hub's dedupe memory changes ([`recached_engine::sync::Output::dedupe`]),
+    /// in the same event as the acks they belong to. Seqs are stored as SQLite's i64 (the
+    /// bits of the u64): a seq past 2^63 only weakens that client's own floor deletes.
+    pub fn persist_dedupe(&self, changes: &[DedupeChange]) -> worker::Result<()> {
+        for change in changes {
+            match change {
+                DedupeChange::Put(e) => {
+                    let (subject, client) = (V::String(e.subject.clone()), V::Blob(e.client.to_vec()));
+                    self.sql.exec(
+                        "INSERT OR REPLACE INTO dedupe (subject, client, seq, offset, reply) VALUES (?, ?, ?, ?, ?)",
+                        vec![subject.clone(), client.clone(), V::Integer(e.seq as i64), V::Integer(e.offset as i64), V::Blob(e.reply.to_vec())],
+                    )?;
+                    self.sql.exec(
+                        "INSERT OR REPLACE INTO dedupe_client (subject, client, floor, used) VALUES (?, ?, ?, ?)",
+                        vec![subject.clone(), client.clone(), V::Integer(e.floor as i64), V::Integer(e.used as i64)],
+                    )?;
+                    self.sql.exec("DELETE FROM dedupe WHERE subject = ? AND client = ? AND seq <= ?", vec![subject, client, V::Integer(e.floor as i64)])?;
+                }
+                DedupeChange::Forget { subject, client } => {
+                    for table in ["dedupe", "dedupe_client"] {
+                        self.sql.exec(&format!("DELETE FROM {table} WHERE subject = ? AND client = ?"), vec![V::String(subject.clone()), V::Blob(client.to_vec())])?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn write_key(&mut self, engine: &Engine, db: u16, key: &[u8]) -> worker::Result<()> {

@@ -2,7 +2,8 @@
 // Edge hub tests beyond the sync conformance suites, against the built worker
 // (../build/index.js) under Miniflare 4 on 127.0.0.1:
 //   persistence   acknowledged writes (HTTP and SYNC.W, a 3 MiB value chunked over rows)
-//                 survive a hard kill of the runtime (SIGKILL workerd, same persist dir)
+//                 survive a hard kill of the runtime (SIGKILL workerd, same persist dir),
+//                 and so does the write-dedupe memory (resent writes apply once)
 //   alarm         keys expire through the alarm with no client connected and the object
 //                 evicted (its in-memory engine gone): storage no longer holds them
 //   hibernation   a subscribed socket keeps receiving changes after the object is evicted
@@ -188,6 +189,9 @@ tests.persistence = async () => {
     ws.send('SYNC.W', 1, 'SET', 'viaws', 'acked');
     const ack = await ws.next('ack');
     assert.ok(Array.isArray(ack) && ack[0] === 1 && ack[2] === 'OK', `ack ${JSON.stringify(ack)}`);
+    ws.send('SYNC.W', 2, 'INCR', 'once');
+    const ack2 = await ws.next('ack of INCR');
+    assert.ok(Array.isArray(ack2) && ack2[0] === 2 && ack2[2] === 1, `ack ${JSON.stringify(ack2)}`);
     const before = (await http(base, ['INFO'])).status;
     assert.strictEqual(before, 200);
     // Hard kill right after the ack: no graceful shutdown, no flush.
@@ -207,7 +211,19 @@ tests.persistence = async () => {
     assert.ok(ttl > 3500 && ttl <= 3600, `ttl ${ttl}`);
     assert.strictEqual(await get(['STRLEN', 'big']), 3 << 20);
     assert.strictEqual(await get(['GET', 'viaws']), 'acked');
-    assert.strictEqual(await get(['DBSIZE']), 9);
+    assert.strictEqual(await get(['DBSIZE']), 10);
+    // The dedupe memory survived too: the same client resending both writes (as after a
+    // lost ack) gets the first runs' acks back, and the INCR is not applied again.
+    const again = await subscriber(`${h.url.replace('http', 'ws')}/v1/ns/persist/ws`, 'p1');
+    again.send('SYNC.W', 1, 'SET', 'viaws', 'acked');
+    again.send('SYNC.W', 2, 'INCR', 'once');
+    // (seq, offset, reply) as first answered; the changes are not sent again.
+    assert.deepStrictEqual((await again.next('resent ack 1')).slice(0, 3), ack.slice(0, 3));
+    assert.deepStrictEqual((await again.next('resent ack 2')).slice(0, 3), ack2.slice(0, 3));
+    assert.strictEqual(await get(['GET', 'once']), '1', 'a resent write applied once across the kill');
+    again.send('SYNC.W', 3, 'INCR', 'once');
+    assert.strictEqual((await again.next('ack 3'))[2], 2);
+    again.close();
     // The stream continues where it was (same replid, offset): a resume is possible.
     assert.ok((await metric(b2, 'recached_sync_offset')) >= 12);
     killRuntime(h);
