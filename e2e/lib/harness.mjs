@@ -19,9 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { chromium, CHROMIUM_ARGS, launchChromium } from './chromium.mjs';
+
 // ESM ignores NODE_PATH; require honours it (scripts/env.sh points it at the pinned tools).
 const require = createRequire(import.meta.url);
-export const { chromium } = require('playwright-core');
+export { chromium };
 const Redis = require('ioredis');
 
 function need(name) {
@@ -48,9 +50,7 @@ function recordPid(pid) {
   if (process.env.E2E_PIDS && pid) appendFileSync(process.env.E2E_PIDS, `${pid}\n`);
 }
 
-/** The Chromium flags that work on this machine (TOOLCHAIN.md); never a downloaded browser. */
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export { CHROMIUM_ARGS };
 
 /**
  * A browser of its own (a persistent context in a fresh profile directory): two of them
@@ -58,21 +58,9 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
  * Returns { context, close }. Register close with t.after.
  */
 export async function launch(name = 'browser') {
-  const dir = mkdtempSync(join(tmpdir(), `recached-e2e-${name}-`));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.E2E_CHROMIUM || '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1200, height: 860 },
-    timeout: 30_000,
-  });
-  recordPid(context.browser()?.process?.()?.pid);
-  return {
-    context,
-    async close() {
-      await context.close().catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const browser = await launchChromium(`e2e-${name}`, { viewport: { width: 1200, height: 860 } });
+  recordPid(browser.context.browser()?.process?.()?.pid);
+  return browser;
 }
 
 /**

@@ -8,32 +8,22 @@
 // write over the edge's HTTP command API shows in both; the object counts two sockets.
 // Env: SITE (the bundled page: index.html, main.js, recached_bg.wasm), ARTIFACTS.
 import { createRequire } from "node:module";
-import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { launchChromium } from "../../e2e/lib/chromium.mjs";
+import { serveStatic } from "../../e2e/lib/static-server.mjs";
+
 const require = createRequire(import.meta.url);
-// ESM ignores NODE_PATH (where scripts/env.sh points at the pinned tools); require() uses it.
-const { chromium } = require("playwright-core");
 const { start } = require(path.join(path.dirname(fileURLToPath(import.meta.url)), "miniflare.cjs"));
 
 const SITE = process.env.SITE;
 const ARTIFACTS = process.env.ARTIFACTS ?? fs.mkdtempSync(path.join(os.tmpdir(), "recached-edge-browser-"));
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-const server = http.createServer((req, res) => {
-  const file = path.join(SITE, path.normalize(new URL(req.url, "http://x").pathname).replace(/^\/+/, "") || "index.html");
-  if (!file.startsWith(SITE) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const server = await serveStatic(SITE);
 const BASE = `http://127.0.0.1:${server.address().port}`;
 
 // An open edge hub (no secret): the page connects without a token.
@@ -41,12 +31,8 @@ const edge = await start({});
 const NS_HTTP = `${edge.url}/v1/ns/browser`;
 const HUB_WS = `${edge.url.replace("http", "ws")}/v1/ns/browser/ws`;
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "recached-edge-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium("edge-chromium");
+const context = browser.context;
 
 let failures = 0;
 function assert(name, ok, detail = "") {
@@ -100,10 +86,9 @@ try {
   assert("browser test", false, e.stack ?? String(e));
 }
 
-await context.close();
+await browser.close();
 server.close();
 for (const pid of edge.runtimePids) { try { process.kill(pid, "SIGKILL"); } catch (_) {} }
-fs.rmSync(profile, { recursive: true, force: true });
 console.log(`screenshots: ${ARTIFACTS}`);
 if (failures > 0) {
   console.log(`${failures} check(s) failed`);

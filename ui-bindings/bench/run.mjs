@@ -1,12 +1,11 @@
 // Serves the bench page beside the npm package's files and runs it in Debian Chromium
 // (playwright-core). Env: PKG (the built package), BENCH (this directory). Prints JSON.
-import { createRequire } from "node:module";
 import http from "node:http";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 
-const { chromium } = createRequire(import.meta.url)("playwright-core");
+import { launchChromium } from "../../e2e/lib/chromium.mjs";
+
 const roots = [process.env.BENCH, process.env.PKG];
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 const server = http.createServer((req, res) => {
@@ -17,12 +16,8 @@ const server = http.createServer((req, res) => {
   fs.createReadStream(file).pipe(res);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "recached-bench-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium("bench-chromium");
+const context = browser.context;
 try {
   const page = await context.newPage();
   await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
@@ -32,7 +27,6 @@ try {
   console.log(JSON.stringify(result));
   if (result.error) process.exitCode = 1;
 } finally {
-  await context.close();
+  await browser.close();
   server.close();
-  fs.rmSync(profile, { recursive: true, force: true });
 }

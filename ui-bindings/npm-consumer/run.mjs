@@ -8,14 +8,12 @@
 //   3. issue 5 end-to-end test 5: no hub — two tabs share state over BroadcastChannel and a
 //      third tab opened later hydrates from them.
 // Screenshots go to $ARTIFACTS. Env: OUT, HUB_WS, HUB_HTTP, ARTIFACTS.
-import { createRequire } from "node:module";
-import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-// ESM ignores NODE_PATH, where scripts/env.sh points at the pinned tools; require() uses it.
-const { chromium } = createRequire(import.meta.url)("playwright-core");
+import { launchChromium } from "../../e2e/lib/chromium.mjs";
+import { serveStatic } from "../../e2e/lib/static-server.mjs";
 
 const OUT = process.env.OUT;
 const HUB_WS = process.env.HUB_WS;
@@ -23,25 +21,11 @@ const HUB_HTTP = process.env.HUB_HTTP;
 const ARTIFACTS = process.env.ARTIFACTS ?? fs.mkdtempSync(path.join(os.tmpdir(), "recached-npm-artifacts-"));
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-const server = http.createServer((req, res) => {
-  const file = path.join(OUT, path.normalize(new URL(req.url, "http://x").pathname).replace(/^\/+/, "") || "index.html");
-  if (!file.startsWith(OUT) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const server = await serveStatic(OUT);
 const BASE = `http://127.0.0.1:${server.address().port}`;
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "recached-npm-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium("npm-chromium");
+const context = browser.context;
 
 let failures = 0;
 function assert(name, ok, detail = "") {
@@ -162,9 +146,8 @@ await run("e2e 5", async () => {
   for (const p of [a, b, c]) await p.close();
 });
 
-await context.close();
+await browser.close();
 server.close();
-fs.rmSync(profile, { recursive: true, force: true });
 console.log(`screenshots: ${ARTIFACTS}`);
 if (failures > 0) {
   console.log(`${failures} check(s) failed`);
