@@ -669,8 +669,6 @@ impl CacheCore {
         }
     }
 
-    /// [`CacheCore::peek_string`] that also counts the read (the hit statistic and the
-    /// LRU/LFU access word) as `GET` would: for caches whose eviction depends on reads.
     /// Counts reads a host answered without asking (memo hits under LRU/LFU), handed over
     /// in a batch: each live key gets the access `GET` would have given it, at `now_ms`.
     /// Keys gone since are skipped (their notice already dropped them from the memo).
@@ -683,11 +681,11 @@ impl CacheCore {
         }
     }
 
+    /// [`CacheCore::peek_string`] that also counts the read (the hit statistic and the
+    /// LRU/LFU access word) as `GET` would: for caches whose eviction depends on reads.
     pub fn read_string(&mut self, key: &[u8], now_ms: u64) -> Option<(Bytes, bool)> {
         let found = self.peek_string(key, now_ms)?;
-        if let Backend::Local { engine, .. } = &mut self.backend {
-            engine.note_read(0, key, shift(now_ms, self.clock_offset));
-        }
+        self.note_reads([key], now_ms);
         Some(found)
     }
 
