@@ -176,6 +176,14 @@ fn index_of(v: &[u8]) -> Option<u32> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
+/// Records the arrival of the write whose index is the value `v`.
+fn stamp(v: Option<&Frame>, now: Instant, stamps: &mut Stamps, arrived: &Arrived) {
+    if let Some(i) = v.and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
+        stamps.push((i, now));
+        arrived[i as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A hub sync client: HELLO + SUB in one message, then stamps every `sync.change`.
 ///
 /// After the HTTP upgrade it reads the socket itself, as the Redis subscriber does: one
@@ -198,14 +206,11 @@ async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, rea
                 live = true;
                 ready.fetch_add(1, Ordering::Relaxed);
             }
-            Some(b"sync.change") => {
-                for c in items.get(2).and_then(|c| c.as_items()).unwrap_or(&[]) {
-                    if let Some(i) = c.as_items().and_then(|a| a.get(2)).and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
-                        stamps.push((i, now));
-                        arrived[i as usize].fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            // One change comes flat (`sync.change :off SET k v`), a larger group nested.
+            Some(b"sync.change") => match items.get(2) {
+                Some(Frame::Array(cs)) => cs.iter().for_each(|c| stamp(c.as_items().and_then(|a| a.get(2)), now, stamps, &arrived)),
+                _ => stamp(items.get(4), now, stamps, &arrived),
+            },
             _ => {}
         }
     };
@@ -334,12 +339,7 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
                 Some(b"subscribe") => {
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(b"message") => {
-                    if let Some(i) = items.get(2).and_then(|v| v.as_bytes()).and_then(|v| index_of(v)) {
-                        stamps.push((i, now));
-                        arrived[i as usize].fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Some(b"message") => stamp(items.get(2), now, &mut stamps, &arrived),
                 _ => {}
             }
         }

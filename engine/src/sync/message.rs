@@ -772,14 +772,34 @@ pub enum Push {
     Other(Vec<Frame>),
 }
 
-/// Appends a `sync.change` push of the given changes.
-pub fn encode_change_push<'a>(offset: u64, changes: impl ExactSizeIterator<Item = &'a Change>, out: &mut Vec<u8>) {
+/// Appends a `sync.change` push of the given changes. A group of one change, by far the
+/// commonest, goes flat: its words follow the offset (`>5 sync.change :off SET k v`), one
+/// array fewer for every subscriber to parse; larger groups carry an array of changes.
+pub fn encode_change_push<'a>(offset: u64, mut changes: impl ExactSizeIterator<Item = &'a Change>, out: &mut Vec<u8>) {
+    if changes.len() == 1 {
+        let c = changes.next().expect("one change");
+        w_len(out, b'>', 2 + c.args.len());
+        w_bulk(out, b"sync.change");
+        w_int(out, offset as i64);
+        for a in &c.args {
+            w_bulk(out, a);
+        }
+        return;
+    }
     w_len(out, b'>', 3);
     w_bulk(out, b"sync.change");
     w_int(out, offset as i64);
     w_len(out, b'*', changes.len());
     for c in changes {
         encode_change(c, out);
+    }
+}
+
+/// The changes of a `sync.change` push's items: an array of changes, or one change flat.
+fn decode_change_items(items: &[Frame]) -> Option<Vec<Change>> {
+    match items.get(2)? {
+        Frame::Array(_) => decode_changes(&items[2]),
+        _ => Some(vec![Change { db: 0, args: items[2..].iter().map(|i| i.as_bytes().cloned()).collect::<Option<_>>()? }]),
     }
 }
 
@@ -831,7 +851,7 @@ impl Push {
         Ok(match name {
             Some(b"sync.change") => Push::Change {
                 offset: off("sync.change")?,
-                changes: items.get(2).and_then(decode_changes).ok_or(MessageError::Shape("sync.change"))?,
+                changes: decode_change_items(items).ok_or(MessageError::Shape("sync.change"))?,
             },
             Some(b"sync.full") => Push::Full {
                 offset: off("sync.full")?,
@@ -989,6 +1009,8 @@ mod tests {
         ];
         let pushes = vec![
             Push::Change { offset: 3, changes: vec![Change { db: 0, args: args(&["DEL", "k"]) }, Change { db: 0, args: args(&["FLUSHALL"]) }] },
+            Push::Change { offset: 5, changes: vec![Change { db: 0, args: args(&["SET", "k", "v"]) }] },
+            Push::Change { offset: 6, changes: vec![Change { db: 0, args: args(&["FLUSHALL"]) }] },
             Push::Full { offset: 4, keys: 6, replid: "r".into() },
             Push::Snap { offset: 4, entries },
             Push::Live { offset: 4 },
@@ -1003,6 +1025,17 @@ mod tests {
         let mut out = Vec::new();
         Push::Live { offset: 4 }.encode(&mut out);
         assert_eq!(out, b">2\r\n$9\r\nsync.live\r\n:4\r\n");
+        // One change goes flat; the nested form of one change still decodes.
+        let one = Push::Change { offset: 5, changes: vec![Change { db: 0, args: args(&["SET", "k", "v"]) }] };
+        let mut out = Vec::new();
+        one.encode(&mut out);
+        assert_eq!(out, b">5\r\n$11\r\nsync.change\r\n:5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        let Frame::Push(items) = frame(b">3\r\n$11\r\nsync.change\r\n:5\r\n*1\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n") else { panic!("not a push") };
+        assert_eq!(Push::decode(&items).unwrap(), one);
+        for bad in [&b">2\r\n$11\r\nsync.change\r\n:5\r\n"[..], b">4\r\n$11\r\nsync.change\r\n:5\r\n$3\r\nSET\r\n:1\r\n"] {
+            let Frame::Push(items) = frame(bad) else { panic!("not a push") };
+            assert!(Push::decode(&items).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
         assert!(matches!(Push::decode(&[Frame::Bulk(b("message")), Frame::Bulk(b("c"))]).unwrap(), Push::Other(_)));
         assert!(Push::decode(&[Frame::Bulk(b("sync.live"))]).is_err());
     }
