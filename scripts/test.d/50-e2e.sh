@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Playwright end-to-end tests of the demo app (e2e/tests/*.test.mjs, see e2e/README.md) in
 # Debian's Chromium (playwright-core, never a downloaded browser). Builds the demo once
-# (trunk build --release), starts a real hub in dev mode and a static server for the page
-# on free loopback ports, runs the tests with `node --test` under a time bound, and stops
-# everything on exit. Screenshots, page console logs and the latency numbers go to an
-# artifacts directory outside the clone (printed at the start and the end).
+# (trunk build --release, into a temporary directory of its own), starts a real hub in dev
+# mode and a static server for the page on free loopback ports, runs the tests with `node
+# --test` under a time bound, and stops everything on exit. Screenshots, page console logs
+# and the latency numbers go to an artifacts directory outside the clone (printed at the
+# start and the end).
 #   bash scripts/test.d/50-e2e.sh            # every test
 #   bash scripts/test.d/50-e2e.sh 01 04      # the tests whose file names contain 01 or 04
 set -euo pipefail
@@ -20,11 +21,12 @@ node -e "require('playwright-core')" 2>/dev/null || { echo "50-e2e: playwright-c
 
 E2E_HOME="${RECACHED_E2E_HOME:-$HOME/.cache/recached-e2e}"
 export E2E_ARTIFACTS="$E2E_HOME/artifacts/$(date -u +%Y%m%d-%H%M%S)"
-DIST="$E2E_HOME/dist"
 mkdir -p "$E2E_ARTIFACTS"
 echo "50-e2e: artifacts in $E2E_ARTIFACTS"
 
 WORK="$(mktemp -d)"
+# This run's own build of the page (removed on exit): concurrent runs never share it.
+DIST="$WORK/dist"
 export E2E_PIDS="$WORK/pids"
 : >"$E2E_PIDS"
 cleanup() {
