@@ -23,7 +23,8 @@
 //! hub's clients read their socket as the Redis clients do; tungstenite: through
 //! tokio-tungstenite, which costs the client more per message), `--redis-server PATH`
 //! (`redis-server`), `--redis-ports A-B` (7300-7399), `--time-limit S` (300: everything it
-//! started is killed and it exits 2). Against another hub: `RECACHED_SYNC_TARGET` as for
+//! started is killed and it exits 2), `--per-write PATH` (appends `server write first last`
+//! per measured write, in µs: whether a tail is one server's or the machine's). Against another hub: `RECACHED_SYNC_TARGET` as for
 //! the sync suites; hub flags through the environment (`RECACHED_*`).
 
 #[path = "../tests/sync_support/mod.rs"]
@@ -54,10 +55,11 @@ struct Args {
     redis_ports: (u16, u16),
     time_limit: u64,
     tungstenite: bool,
+    per_write: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 1000, writes: 200, warmup: 20, interval_ms: 5, client_threads: 1, redis_server: "redis-server".into(), redis_ports: (7300, 7399), time_limit: 300, tungstenite: false };
+    let mut a = Args { clients: 1000, writes: 200, warmup: 20, interval_ms: 5, client_threads: 1, redis_server: "redis-server".into(), redis_ports: (7300, 7399), time_limit: 300, tungstenite: false, per_write: None };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
@@ -75,6 +77,7 @@ fn args() -> Args {
                 a.redis_ports = (x.parse().expect("port"), y.parse().expect("port"));
             }
             "--time-limit" => a.time_limit = num(),
+            "--per-write" => a.per_write = Some(val.clone()),
             "--hub-client" => {
                 a.tungstenite = match val.as_str() {
                     "raw" => false,
@@ -406,7 +409,7 @@ impl Side {
     }
 }
 
-fn latencies(a: &Args, sent: &[Instant], stamps: Vec<Stamps>) -> Result {
+fn latencies(a: &Args, name: &str, sent: &[Instant], stamps: Vec<Stamps>) -> Result {
     let mut us = Vec::with_capacity(a.clients * a.writes);
     let mut span = vec![(f64::INFINITY, 0f64); sent.len()];
     for s in stamps {
@@ -424,6 +427,14 @@ fn latencies(a: &Args, sent: &[Instant], stamps: Vec<Stamps>) -> Result {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let measured = &span[a.warmup.min(span.len())..];
+    if let Some(path) = &a.per_write {
+        // One line per measured write: server, write index, first and last client (µs).
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for (i, s) in measured.iter().enumerate() {
+            let _ = writeln!(f, "{name} {i} {:.0} {:.0}", s.0, s.1);
+        }
+    }
     let first = median(measured.iter().map(|s| s.0).filter(|v| v.is_finite()).collect());
     let last = median(measured.iter().map(|s| s.1).collect());
     Result { first, last, ..percentiles(us, a.clients * a.writes) }
@@ -497,7 +508,7 @@ async fn bench(a: &Args) -> (Result, Result) {
     let mut results = Vec::new();
     for (k, s) in sides.into_iter().enumerate() {
         let stamps = collect(s.tasks).await;
-        results.push(Result { cpu: cpu[k], client_cpu: s.client_cpu, ..latencies(a, &s.sent, stamps) });
+        results.push(Result { cpu: cpu[k], client_cpu: s.client_cpu, ..latencies(a, ["recached", "redis"][k], &s.sent, stamps) });
     }
     let pid = hub.pid();
     drop(hub);

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use recached_engine::sync::hub::{close, HubStats};
 use recached_engine::sync::{Close, ConnId, HubConfig, Output, SyncHub};
+use recached_engine::value::Hasher;
 use recached_engine::{ChangeGroup, Engine, Host, Reply, Session};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -122,11 +123,16 @@ struct LagInner {
 }
 
 impl LagHistogram {
-    fn observe(&self, secs: &[f64]) {
-        if secs.is_empty() {
+    /// Records `immediate` pushes written at once (a lag of zero) and the lags `secs`.
+    fn observe(&self, immediate: u64, secs: &[f64]) {
+        if immediate == 0 && secs.is_empty() {
             return;
         }
         let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for b in h.buckets.iter_mut() {
+            *b += immediate;
+        }
+        h.count += immediate;
         for &s in secs {
             for (i, b) in LAG_BUCKETS.iter().enumerate() {
                 if s <= *b {
@@ -167,7 +173,7 @@ pub struct SyncShared {
 pub struct SyncState {
     /// The protocol state machine.
     pub hub: SyncHub,
-    sockets: HashMap<ConnId, Arc<Socket>>,
+    sockets: HashMap<ConnId, Arc<Socket>, Hasher>,
 }
 
 impl SyncState {
@@ -187,14 +193,21 @@ impl SyncState {
     fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
         let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
         let mut written = Written::default();
-        for (id, bytes) in out.sends {
-            let Some(sock) = self.sockets.get(&id) else { continue };
-            let mut push = Some(id) != requester;
-            if let Some(left) = catch_up.get_mut(&id).filter(|n| **n > 0) {
+        // A payload many sockets get (a fan-out shares one `Bytes`) is framed once: the
+        // sends of one payload come together, and every payload lives until the loop ends,
+        // so the same address and length mean the same bytes.
+        let mut framed: (*const u8, usize, Bytes) = (std::ptr::null(), usize::MAX, Bytes::new());
+        for (id, bytes) in &out.sends {
+            let Some(sock) = self.sockets.get(id) else { continue };
+            let mut push = Some(*id) != requester;
+            if let Some(left) = catch_up.get_mut(id).filter(|n| **n > 0) {
                 *left = left.saturating_sub(bytes.len());
                 push = false;
             }
-            if !sock.send(&bytes, push, sync.limits.max_buffer, &mut written) {
+            if (framed.0, framed.1) != (bytes.as_ptr(), bytes.len()) {
+                framed = (bytes.as_ptr(), bytes.len(), crate::socket::frame(bytes));
+            }
+            if !sock.send(&framed.2, push, sync.limits.max_buffer, &mut written) {
                 sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
             }
@@ -222,7 +235,7 @@ impl SyncShared {
         };
         let hub = SyncHub::new(config, crate::tokens::auth_from(settings), replid, offset);
         Arc::new(SyncShared {
-            state: Mutex::new(SyncState { hub, sockets: HashMap::new() }),
+            state: Mutex::new(SyncState { hub, sockets: HashMap::default() }),
             limits: Limits::from_settings(settings),
             per_ip: Mutex::new(HashMap::new()),
             sockets: AtomicUsize::new(0),
@@ -257,7 +270,7 @@ impl SyncShared {
             self.counters.messages_out.fetch_add(w.messages, Ordering::Relaxed);
             self.counters.bytes_out.fetch_add(w.bytes, Ordering::Relaxed);
         }
-        self.lag.observe(&w.lags);
+        self.lag.observe(w.immediate, &w.lags);
     }
 
     fn count_close(&self, code: u16) {
