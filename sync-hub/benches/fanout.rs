@@ -175,6 +175,12 @@ type Arrived = Arc<Vec<AtomicU32>>;
 /// One client's stamps: (write index, arrival).
 type Stamps = Vec<(u32, Instant)>;
 
+/// What a client task returns: its stamps and its connection, still open. The connections
+/// close only when the bench collects them, after the last write: a client closing the
+/// moment it has its last message would put that server's teardown of the others inside
+/// the last write's fan-out (it cost the hub's last write 3-5x its median).
+type Done = (Stamps, Box<dyn std::any::Any + Send>);
+
 fn index_of(v: &[u8]) -> Option<u32> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
@@ -194,7 +200,7 @@ fn stamp(v: Option<&Frame>, now: Instant, stamps: &mut Stamps, arrived: &Arrived
 /// 2–10 byte header before the payload (unmasked), so the per-message work is the Redis
 /// client's plus that header. (`--hub-client tungstenite` reads through tokio-tungstenite
 /// instead, which allocates a message per frame.)
-async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize, tungstenite: bool) -> Stamps {
+async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize, tungstenite: bool) -> Done {
     let mut hello = Vec::new();
     for c in [vec![b("SYNC.HELLO"), b("1"), b(&token), b(&format!("bench-{id}"))], vec![b("SYNC.SUB"), b("1"), b("bench:*")]] {
         recached_engine::resp::encode_command(&c, &mut hello);
@@ -231,7 +237,7 @@ async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, rea
                 break;
             }
         }
-        return stamps;
+        return (stamps, Box::new(ws));
     }
     let (mut s, mut buf) = ws_upgrade(&url).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
     s.write_all(&client_frame(&hello)).await.expect("send HELLO");
@@ -257,7 +263,7 @@ async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, rea
             Ok(_) => {}
         }
     }
-    stamps
+    (stamps, Box::new(s))
 }
 
 /// Opens a TCP connection and performs the WebSocket upgrade by hand. Returns the socket
@@ -321,7 +327,7 @@ fn server_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
 }
 
 /// A Redis subscriber: SUBSCRIBE, then stamps every message.
-async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize) -> Stamps {
+async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize) -> Done {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("subscriber {id}: {e}"));
     let _ = s.set_nodelay(true);
     s.write_all(&sync_support::encode(&["SUBSCRIBE", "bench"])).await.expect("subscribe");
@@ -351,7 +357,7 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
             break;
         }
     }
-    stamps
+    (stamps, Box::new(s))
 }
 
 struct Result {
@@ -384,7 +390,7 @@ struct Side {
     /// The write command for write `i`.
     cmd: fn(u32) -> Vec<Bytes>,
     arrived: Arrived,
-    tasks: Vec<tokio::task::JoinHandle<Stamps>>,
+    tasks: Vec<tokio::task::JoinHandle<Done>>,
     pid: Option<u32>,
     sent: Vec<Instant>,
     /// CPU seconds this program (the clients) spent on the measured writes.
@@ -449,10 +455,10 @@ async fn wait_ready(ready: &AtomicU32, n: usize, what: &str) {
 }
 
 /// Spawns `a.clients` client tasks (in bursts of 100) and waits until all are subscribed.
-async fn spawn_clients<F, Fut>(a: &Args, what: &str, mut client: F) -> (Arrived, Vec<tokio::task::JoinHandle<Stamps>>)
+async fn spawn_clients<F, Fut>(a: &Args, what: &str, mut client: F) -> (Arrived, Vec<tokio::task::JoinHandle<Done>>)
 where
     F: FnMut(usize, Arrived, Arc<AtomicU32>, usize) -> Fut,
-    Fut: std::future::Future<Output = Stamps> + Send + 'static,
+    Fut: std::future::Future<Output = Done> + Send + 'static,
 {
     let total = a.warmup + a.writes;
     let arrived: Arrived = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
@@ -522,12 +528,12 @@ async fn bench(a: &Args) -> (Result, Result) {
 
 /// Waits (bounded) for the client tasks; clients that never got everything are aborted
 /// and count as missing samples.
-async fn collect(tasks: Vec<tokio::task::JoinHandle<Stamps>>) -> Vec<Stamps> {
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Done>>) -> Vec<Stamps> {
     let mut out = Vec::new();
     for t in tasks {
         let abort = t.abort_handle();
         match tokio::time::timeout(Duration::from_secs(5), t).await {
-            Ok(Ok(s)) => out.push(s),
+            Ok(Ok((s, _connection))) => out.push(s),
             _ => abort.abort(),
         }
     }

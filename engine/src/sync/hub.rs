@@ -36,6 +36,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -696,7 +697,9 @@ pub struct SyncHub {
     config: HubConfig,
     auth: Auth,
     backlog: Backlog,
-    conns: HashMap<ConnId, Conn, Hasher>,
+    /// In the order they opened (a disconnect moves the last one into the gap): a fan-out
+    /// walks them in that order, so the sockets it writes follow their allocation order.
+    conns: IndexMap<ConnId, Conn, Hasher>,
     dedupe: Dedupe,
     /// Offset of the newest group that needs a full resync (SWAPDB): no `continue` from
     /// before it.
@@ -764,7 +767,7 @@ impl SyncHub {
             backlog: Backlog::new(replid, offset, config.backlog_bytes),
             config,
             auth,
-            conns: HashMap::default(),
+            conns: IndexMap::default(),
             dedupe,
             barrier: 0,
             stats: HubStats::default(),
@@ -834,7 +837,7 @@ impl SyncHub {
 
     /// A socket is gone: forget it and release its engine session.
     pub fn disconnect(&mut self, engine: &mut Engine, conn: ConnId) {
-        if let Some(mut c) = self.conns.remove(&conn) {
+        if let Some(mut c) = self.conns.swap_remove(&conn) {
             // Its last activity is when the backlog's idle time starts.
             self.last_conn_ms = Some(self.last_conn_ms.unwrap_or(0).max(c.last_at_ms));
             engine.close_session(&mut c.session);
