@@ -140,7 +140,7 @@ impl Socket {
     /// One non-blocking `send(2)` straight on the descriptor, for a socket with nothing
     /// queued. Through tokio (`try_write`) it would first read the socket's readiness
     /// state, a separate allocation that a fan-out to a thousand sockets finds cold in the
-    /// cache on every one of them (about a fifth of the hub's own CPU per message,
+    /// cache on every one of them (about a fifth of the hub's user-space CPU in a fan-out,
     /// `perf record` under benches/fanout.rs). When it would block, tokio's readiness is
     /// left stale at worst: the socket task's next write through tokio finds that out and
     /// waits for the socket to turn writable.

@@ -193,9 +193,10 @@ impl SyncState {
     fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
         let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
         let mut written = Written::default();
-        // A payload many sockets get (a fan-out shares one `Bytes`) is framed once: the
-        // sends of one payload come together, and every payload lives until the loop ends,
-        // so the same address and length mean the same bytes.
+        // A payload many sockets get (a fan-out shares one `Bytes`) is framed once: its
+        // sends are consecutive (a payload that comes back later is framed again), and
+        // every payload lives until the loop ends, so the same address and length are the
+        // same bytes.
         let mut framed: (*const u8, usize, Bytes) = (std::ptr::null(), usize::MAX, Bytes::new());
         for (id, bytes) in &out.sends {
             let Some(sock) = self.sockets.get(id) else { continue };
