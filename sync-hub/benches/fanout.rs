@@ -24,8 +24,9 @@
 //! tokio-tungstenite, which costs the client more per message), `--redis-server PATH`
 //! (`redis-server`), `--redis-ports A-B` (7300-7399), `--time-limit S` (300: everything it
 //! started is killed and it exits 2), `--per-write PATH` (appends `server write first last`
-//! per measured write, in µs: whether a tail is one server's or the machine's). Against another hub: `RECACHED_SYNC_TARGET` as for
-//! the sync suites; hub flags through the environment (`RECACHED_*`).
+//! per measured write, in µs: whether a tail is one server's or the machine's). Against
+//! another hub: `RECACHED_SYNC_TARGET` as for the sync suites; hub flags through the
+//! environment (`RECACHED_*`).
 
 #[path = "../tests/sync_support/mod.rs"]
 #[allow(unused_imports)]
