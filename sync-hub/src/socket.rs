@@ -94,7 +94,8 @@ impl Out {
 
 /// One socket's outbound side, shared by the hub (producer) and the socket's task.
 pub struct Socket {
-    /// `writer`'s descriptor, for [`Socket::write_now`].
+    /// `writer`'s descriptor, for [`Socket::write_now`]: kept beside `out`, since reaching
+    /// it through `writer` is one more cold cache line per socket in a fan-out.
     fd: RawFd,
     out: Mutex<Out>,
     writer: OwnedWriteHalf,
