@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use recached_engine::resp::frame::take_command;
-use recached_engine::resp::{encode_command, Limits};
+use recached_engine::resp::{encode_command, parse, parse_bytes, Limits};
 use recached_engine::{Engine, NoHost, Session};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -57,6 +57,18 @@ fn resp(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    g.finish();
+
+    // What a sync client receives per change, and a Redis subscriber per message.
+    // As a reader holds them: split off its read buffer (reference-counted, not static).
+    let received = |frame: &[u8]| BytesMut::from(frame).split().freeze();
+    let change = received(b">5\r\n$11\r\nsync.change\r\n:1234567\r\n$3\r\nSET\r\n$9\r\nbench:key\r\n$3\r\n123\r\n");
+    let message = received(b"*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n$3\r\n123\r\n");
+    let mut g = c.benchmark_group("resp frame");
+    for (name, frame) in [("sync.change", &change), ("pubsub message", &message)] {
+        g.bench_function(format!("parse (copies) {name}"), |b| b.iter(|| black_box(parse(black_box(frame), &limits))));
+        g.bench_function(format!("parse_bytes (slices) {name}"), |b| b.iter(|| black_box(parse_bytes(black_box(frame), &limits))));
+    }
     g.finish();
 }
 

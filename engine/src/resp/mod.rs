@@ -4,4 +4,4 @@ pub mod encode;
 pub mod frame;
 
 pub use encode::{encode, encode_command, to_vec, Protocol};
-pub use frame::{parse, Frame, FrameError, Limits};
+pub use frame::{parse, parse_bytes, Frame, FrameError, Limits};

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use recached_engine::resp::frame::{parse_command, take_command, Arg};
-use recached_engine::resp::{parse, Limits, Protocol};
+use recached_engine::resp::{parse, parse_bytes, Limits, Protocol};
 use recached_engine::snapshot::{self, SnapshotMeta};
 use recached_engine::{Config, Engine, NoHost, Outcome, Policy, Session};
 
@@ -89,13 +89,19 @@ pub fn resp_command(data: &[u8]) {
 ///
 /// Checks: no panic; the consumed count inside the input; a frame parses the same from
 /// exactly its own bytes; every strict prefix of a frame is "incomplete", never an error
-/// or another frame.
+/// or another frame; `parse_bytes` (slices, not copies) gives what `parse` gives.
 pub fn resp_frame(data: &[u8]) {
     let Some((&selector, data)) = data.split_first() else { return };
     let limits = limits(selector);
     let mut rest = data;
     for _ in 0..8 {
-        match parse(rest, &limits) {
+        let sliced = parse_bytes(&Bytes::copy_from_slice(rest), &limits);
+        let copied = parse(rest, &limits);
+        assert!(match (&sliced, &copied) {
+            (Ok(Some((a, n))), Ok(Some((b, m)))) => n == m && frame_eq(a, b),
+            _ => format!("{:?}", sliced) == format!("{:?}", copied),
+        }, "parse_bytes {:?} but parse {:?}", sliced, copied);
+        match copied {
             Ok(Some((frame, n))) => {
                 assert!(n > 0 && n <= rest.len(), "consumed {} of {}", n, rest.len());
                 let again = parse(&rest[..n], &limits);
