@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use recached_engine::resp::Frame;
 use sync_support::raw::{self, ConnectOpts};
@@ -197,10 +197,11 @@ fn stamp(v: Option<&Frame>, now: Instant, stamps: &mut Stamps, arrived: &Arrived
 /// A hub sync client: HELLO + SUB in one message, then stamps every `sync.change`.
 ///
 /// After the HTTP upgrade it reads the socket itself, as the Redis subscriber does: one
-/// buffer, `read_buf`, then the frames parsed in place. A server's WebSocket frame is a
-/// 2–10 byte header before the payload (unmasked), so the per-message work is the Redis
-/// client's plus that header. (`--hub-client tungstenite` reads through tokio-tungstenite
-/// instead, which allocates a message per frame.)
+/// buffer, `read_buf`, then the frames parsed with `parse_bytes` (strings sliced from what
+/// was read, not copied). A server's WebSocket frame is a 2–10 byte header before the
+/// payload (unmasked), so the per-message work is the Redis client's plus that header.
+/// (`--hub-client tungstenite` reads through tokio-tungstenite instead, which allocates a
+/// message per frame.)
 async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, ready: Arc<AtomicU32>, total: usize, tungstenite: bool) -> Done {
     let mut hello = Vec::new();
     for c in [vec![b("SYNC.HELLO"), b("1"), b(&token), b(&format!("bench-{id}"))], vec![b("SYNC.SUB"), b("1"), b("bench:*")]] {
@@ -240,21 +241,31 @@ async fn hub_client(url: String, token: String, id: usize, arrived: Arrived, rea
         }
         return (stamps, Box::new(ws));
     }
-    let (mut s, mut buf) = ws_upgrade(&url).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
+    let (mut s, head) = ws_upgrade(&url).await.unwrap_or_else(|e| panic!("client {id}: {e}"));
+    let mut buf = BytesMut::from(&head[..]);
     s.write_all(&client_frame(&hello)).await.expect("send HELLO");
     let limits = Default::default();
     loop {
         let now = Instant::now();
-        let mut pos = 0;
-        while let Some((payload, n)) = server_frame(&buf[pos..]) {
-            let mut at = 0;
-            while let Ok(Some((f, m))) = recached_engine::resp::parse(&payload[at..], &limits) {
-                at += m;
+        let mut data = buf.split().freeze();
+        while let Some(payload) = server_frame(&data) {
+            // `data` itself steps over the header, each RESP frame and the rest of the
+            // WebSocket frame (no slice of it per message, as the Redis client has none).
+            data.advance(payload.start);
+            let mut left = payload.len();
+            while left > 0 {
+                let Ok(Some((f, m))) = recached_engine::resp::parse_bytes(&data, &limits) else { break };
+                if m > left {
+                    break;
+                }
+                data.advance(m);
+                left -= m;
                 on_frame(f, now, &mut stamps);
             }
-            pos += n;
+            data.advance(left);
         }
-        buf.drain(..pos);
+        buf.extend_from_slice(&data);
+        drop(data);
         if stamps.len() >= total {
             break;
         }
@@ -313,18 +324,17 @@ fn client_frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The payload of the whole server frame at the start of `buf` and the frame's length, or
-/// `None` when it is not all there. Control frames come back too (their payload parses
-/// as no RESP frame).
-fn server_frame(buf: &[u8]) -> Option<(&[u8], usize)> {
+/// Where the payload of the whole server frame at the start of `buf` lies (it ends the
+/// frame), or `None` when the frame is not all there. Control frames come back too (their
+/// payload parses as no RESP frame).
+fn server_frame(buf: &[u8]) -> Option<std::ops::Range<usize>> {
     let len = *buf.get(1)? & 0x7f;
     let (len, head) = match len {
         126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
         127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
         n => (n as usize, 2),
     };
-    let payload = buf.get(head..head + len)?;
-    Some((payload, head + len))
+    (buf.len() >= head + len).then_some(head..head + len)
 }
 
 /// A Redis subscriber: SUBSCRIBE, then stamps every message.
@@ -332,8 +342,9 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("subscriber {id}: {e}"));
     let _ = s.set_nodelay(true);
     s.write_all(&sync_support::encode(&["SUBSCRIBE", "bench"])).await.expect("subscribe");
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(4096);
     let mut stamps = Vec::with_capacity(total);
+    let limits = Default::default();
     loop {
         buf.reserve(4096);
         match s.read_buf(&mut buf).await {
@@ -341,9 +352,9 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
             Ok(_) => {}
         }
         let now = Instant::now();
-        let mut pos = 0;
-        while let Ok(Some((f, n))) = recached_engine::resp::parse(&buf[pos..], &Default::default()) {
-            pos += n;
+        let mut data = buf.split().freeze();
+        while let Ok(Some((f, n))) = recached_engine::resp::parse_bytes(&data, &limits) {
+            data.advance(n);
             let Some(items) = f.as_items() else { continue };
             match items.first().and_then(|k| k.as_bytes()).map(|k| k.as_ref()) {
                 Some(b"subscribe") => {
@@ -353,7 +364,8 @@ async fn redis_client(port: u16, id: usize, arrived: Arrived, ready: Arc<AtomicU
                 _ => {}
             }
         }
-        buf.drain(..pos);
+        buf.extend_from_slice(&data);
+        drop(data);
         if stamps.len() >= total {
             break;
         }
