@@ -350,6 +350,34 @@ fn take(buf: &[u8], shared: Option<&Bytes>, from: usize, to: usize) -> Bytes {
     }
 }
 
+/// The payload range of the bulk string at `buf[p..]` when it is an ordinary one (a length
+/// of 1–9 digits without a leading zero, within the limits, payload and both CRLFs
+/// buffered); `None` sends everything else (nulls, errors, incomplete input) through
+/// [`parse_at`]. The fast path for the items of an aggregate, most of which are bulk
+/// strings; it accepts exactly what `parse_at` accepts, and gives the same range.
+#[inline(always)]
+fn whole_bulk(buf: &[u8], p: usize, limits: &Limits) -> Option<(usize, usize)> {
+    let rest = buf.get(p..)?;
+    if rest.first() != Some(&b'$') || !rest.get(1)?.is_ascii_digit() {
+        return None;
+    }
+    let mut len = 0usize;
+    let mut i = 1;
+    while let Some(&c) = rest.get(i).filter(|c| c.is_ascii_digit()) {
+        if i > 9 || (i == 2 && len == 0) {
+            return None;
+        }
+        len = len * 10 + (c - b'0') as usize;
+        i += 1;
+    }
+    if rest.get(i..i + 2)? != b"\r\n" || i - 1 > limits.max_inline_len || len > limits.max_bulk_len {
+        return None;
+    }
+    let from = p + i + 2;
+    let to = from + len;
+    (buf.get(to..to + 2)? == b"\r\n").then_some((from, to))
+}
+
 /// Parses the frame at `buf[pos..]` into `out` and answers where it ends. With `shared`
 /// (the same bytes as `buf`), strings are slices of it; without, copies.
 ///
@@ -427,7 +455,13 @@ fn parse_at(buf: &[u8], shared: Option<&Bytes>, pos: usize, limits: &Limits, dep
             let count = if tag == b'%' { n as usize * 2 } else { n as usize };
             let mut items = Vec::with_capacity(count.min(1024));
             let mut p = next;
+            let bulk_ok = depth < limits.max_depth;
             for _ in 0..count {
+                if let Some((from, to)) = bulk_ok.then(|| whole_bulk(buf, p, limits)).flatten() {
+                    items.push(Frame::Bulk(take(from, to)));
+                    p = to + 2;
+                    continue;
+                }
                 let mut item = Frame::Null;
                 let Some(after) = parse_at(buf, shared, p, limits, depth + 1, &mut item)? else { return Ok(None) };
                 items.push(item);
@@ -549,6 +583,27 @@ mod tests {
             assert_eq!(parse_bytes(&input.slice(..cut), &l), Ok(None), "prefix of {cut}");
         }
         assert_eq!(parse_bytes(&Bytes::from_static(b"*1\r\n$2\r\nabc\r\n"), &l), Err(FrameError::InvalidBulkLength));
+    }
+
+    #[test]
+    fn bulk_items_on_the_fast_path_parse_as_alone() {
+        // Each bulk string inside an array (the fast path) against the same string parsed
+        // on its own (the general path): same frame or same error, same length.
+        let l = Limits { max_bulk_len: 12, max_inline_len: 2, max_depth: 3, ..Limits::default() };
+        let cases: [&[u8]; 16] = [b"$0\r\n\r\n", b"$1\r\na\r\n", b"$01\r\na\r\n", b"$00\r\n\r\n", b"$-1\r\n", b"$-0\r\n", b"$12\r\nabcdefghijkl\r\n", b"$13\r\nabcdefghijklm\r\n",
+            b"$1\r\nab\r\n", b"$1\r\na", b"$1\r\na\r", b"$1\n\na\r\n", b"$1x\r\na\r\n", b"$", b"$123\r\n", b"$1\r\n\r\n\r\n"];
+        for case in cases {
+            let alone = parse(case, &l);
+            let array = parse(&[b"*1\r\n", case].concat(), &l);
+            let expect = alone.clone().map(|r| r.map(|(f, n)| (Frame::Array(vec![f]), n + 4)));
+            assert_eq!(array, expect, "{:?}", String::from_utf8_lossy(case));
+        }
+        let deep = [&b"*1\r\n*1\r\n*1\r\n"[..], b"$1\r\na\r\n"].concat();
+        assert_eq!(parse(&deep, &l), Ok(Some((Frame::Array(vec![Frame::Array(vec![Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"a"))])])]), 19))));
+        assert_eq!(parse(&[&b"*1\r\n"[..], &deep].concat(), &l), Err(FrameError::TooDeep));
+        let big = Limits::default();
+        assert_eq!(parse(b"*1\r\n$1234567890\r\n", &big), Err(FrameError::InvalidBulkLength));
+        assert_eq!(parse(b"*1\r\n$123456789\r\n", &big), Ok(None));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use recached_engine::resp::frame::{parse_command, take_command, Arg};
-use recached_engine::resp::{parse, parse_bytes, Limits, Protocol};
+use recached_engine::resp::{parse, parse_bytes, Frame, FrameError, Limits, Protocol};
 use recached_engine::snapshot::{self, SnapshotMeta};
 use recached_engine::{Config, Engine, NoHost, Outcome, Policy, Session};
 
@@ -89,7 +89,8 @@ pub fn resp_command(data: &[u8]) {
 ///
 /// Checks: no panic; the consumed count inside the input; a frame parses the same from
 /// exactly its own bytes; every strict prefix of a frame is "incomplete", never an error
-/// or another frame; `parse_bytes` (slices, not copies) gives what `parse` gives.
+/// or another frame; `parse_bytes` (slices, not copies) gives what `parse` gives; a frame
+/// parses the same inside an array as alone.
 pub fn resp_frame(data: &[u8]) {
     let Some((&selector, data)) = data.split_first() else { return };
     let limits = limits(selector);
@@ -101,6 +102,15 @@ pub fn resp_frame(data: &[u8]) {
             (Ok(Some((a, n))), Ok(Some((b, m)))) => n == m && frame_eq(a, b),
             _ => format!("{:?}", sliced) == format!("{:?}", copied),
         }, "parse_bytes {:?} but parse {:?}", sliced, copied);
+        // Inside an array (where bulk strings take a fast path) it parses as it does alone,
+        // unless the extra level is one too deep.
+        let inside = parse(&[&b"*1\r\n"[..], rest].concat(), &limits);
+        let wrapped = copied.clone().map(|r| r.map(|(f, n)| (Frame::Array(vec![f]), n + 4)));
+        assert!(match (&inside, &wrapped) {
+            (Err(FrameError::TooDeep), _) => true,
+            (Ok(Some((a, n))), Ok(Some((b, m)))) => n == m && frame_eq(a, b),
+            _ => format!("{:?}", inside) == format!("{:?}", wrapped),
+        }, "inside an array {:?} but alone {:?}", inside, copied);
         match copied {
             Ok(Some((frame, n))) => {
                 assert!(n > 0 && n <= rest.len(), "consumed {} of {}", n, rest.len());
