@@ -336,6 +336,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, Fram
 /// [`parse`], with every string of the frame a slice of `buf` (a reference count, not a
 /// copy): one allocation per aggregate instead of one per string. For a reader that owns
 /// its received bytes as [`Bytes`] (`BytesMut::split().freeze()`, `Bytes::from(vec)`).
+/// Any string kept from the frame keeps all of `buf` alive: copy what outlives the message.
 pub fn parse_bytes(buf: &Bytes, limits: &Limits) -> Result<Option<(Frame, usize)>, FrameError> {
     let mut frame = Frame::Null;
     Ok(parse_at(buf, Some(buf), 0, limits, 0, &mut frame)?.map(|n| (frame, n)))
@@ -351,8 +352,8 @@ fn take(buf: &[u8], shared: Option<&Bytes>, from: usize, to: usize) -> Bytes {
 }
 
 /// The payload range of the bulk string at `buf[p..]` when it is an ordinary one (a length
-/// of 1–9 digits without a leading zero, within the limits, payload and both CRLFs
-/// buffered); `None` sends everything else (nulls, errors, incomplete input) through
+/// of 1–9 digits, no leading zero unless it is `0`, within the limits, payload and both
+/// CRLFs buffered); `None` sends everything else (nulls, errors, incomplete input) through
 /// [`parse_at`]. The fast path for the items of an aggregate, most of which are bulk
 /// strings; it accepts exactly what `parse_at` accepts, and gives the same range.
 #[inline(always)]
