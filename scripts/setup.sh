@@ -25,11 +25,21 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The Debian redis-server package starts a system service on 6379 at install. We never
+  # use it and it would take the hub's default port, so refuse service starts for the
+  # length of this install (policy-rc.d exit 101) instead of stopping processes afterwards:
+  # a redis the user already runs is never touched. An existing policy-rc.d is kept.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  # The Debian package starts a system redis on 6379; we never use it, and it
-  # would take the hub's default port.
-  (systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || pkill -x redis-server) >/dev/null 2>&1 || true
+  [ "$own_policy" = 1 ] && rm -f "$policy"
+  own_policy=0
+  trap - EXIT
 fi
 
 # --- wasm-bindgen CLI (must equal the wasm-bindgen crate pinned in Cargo.lock) ---------------

@@ -15,7 +15,7 @@ use crate::value::{blob_mem, Blob, Hasher, Value};
 pub(crate) const ENTRY_OVERHEAD: usize = 80;
 
 /// A key's value with its metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The value.
     pub value: Value,
@@ -23,12 +23,23 @@ pub struct Entry {
     pub expire_at: u64,
     /// LRU clock (seconds) or LFU state (minutes << 8 | log counter), per the policy.
     pub access: u32,
+    /// The epoch of the last snapshot cut that holds this entry (or the cut running when
+    /// it was created): a cut with a greater epoch has not serialized it yet
+    /// ([`crate::snapshot::cut`]). It sits in the padding after `access`, so it is free.
+    pub(crate) saved: u32,
+}
+
+/// Entries compare by what they hold; the snapshot bookkeeping is not part of it.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.value == other.value && self.expire_at == other.expire_at && self.access == other.access
+    }
 }
 
 impl Entry {
     /// A new entry with no expiry.
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, access: 0 }
+        Entry { value, expire_at: 0, access: 0, saved: 0 }
     }
 
     /// Whether the entry is past its deadline at `now_ms`.
@@ -149,6 +160,17 @@ impl Db {
     pub fn clear(&mut self) {
         self.keys = IndexMap::default();
         self.expires.clear();
+    }
+
+    /// Removes every key and hands the map over (a snapshot cut still serializing it).
+    pub(crate) fn take_keys(&mut self) -> IndexMap<Blob, Entry, Hasher> {
+        self.expires.clear();
+        std::mem::take(&mut self.keys)
+    }
+
+    /// The entry at storage position `index`, mutable (the snapshot cut's cursor).
+    pub(crate) fn get_index_mut(&mut self, index: usize) -> Option<(&Blob, &mut Entry)> {
+        self.keys.get_index_mut(index)
     }
 
     /// Approximate bytes held by every key of this database.

@@ -169,6 +169,15 @@ pub struct Engine {
     /// Set while applying another engine's stream: caps still evict under the policy,
     /// but a change is never refused (that would make the copies diverge).
     applying: bool,
+    /// The snapshot cut in progress ([`crate::snapshot::cut`]).
+    pub(crate) cut: Option<Box<crate::snapshot::cut::Cut>>,
+    /// Epoch of the newest cut; new entries carry it.
+    pub(crate) snap_epoch: u32,
+    /// When set, write commands (and PING, as in Redis) are refused with this error: the
+    /// host cannot persist (`MISCONF`) or is a replica (`READONLY`).
+    write_refusal: Option<Reply>,
+    /// EXEC is running its queue (host commands ask, e.g. BGSAVE only schedules).
+    in_exec: bool,
 }
 
 impl Default for Engine {
@@ -194,7 +203,33 @@ impl Engine {
             offset: 0,
             stats: Stats::default(),
             applying: false,
+            cut: None,
+            snap_epoch: 0,
+            write_refusal: None,
+            in_exec: false,
         }
+    }
+
+    /// Whether the command being run was queued by MULTI and runs inside EXEC.
+    pub fn in_exec(&self) -> bool {
+        self.in_exec
+    }
+
+    /// Refuses write commands (and PING) with `error` from now on, or (with `None`) stops
+    /// refusing. Streams applied with [`Engine::apply_group`] are never refused.
+    pub fn set_write_refusal(&mut self, error: Option<Reply>) {
+        self.write_refusal = error;
+    }
+
+    /// The error writes get now, if they are refused.
+    pub fn write_refusal(&self) -> Option<&Reply> {
+        self.write_refusal.as_ref()
+    }
+
+    /// The refusal `spec` gets now, if any.
+    fn refusal_for(&self, spec: &CommandSpec) -> Option<Reply> {
+        let refused = self.write_refusal.as_ref()?;
+        (!self.applying && (spec.is_write() || spec.name == "ping")).then(|| refused.clone())
     }
 
     /// The settings.
@@ -293,7 +328,15 @@ impl Engine {
             return Outcome::Reply(Reply::err(errors::arity(spec.name)));
         }
         if let Some(multi) = session.multi.as_mut() {
+            if spec.flags & command::flags::NO_MULTI != 0 {
+                multi.failed = true;
+                return Outcome::Reply(Reply::err("ERR Command not allowed inside a transaction"));
+            }
             if !spec.runs_in_multi() {
+                if let Some(refused) = self.write_refusal.as_ref().filter(|_| spec.is_write()) {
+                    multi.failed = true;
+                    return Outcome::Reply(refused.clone());
+                }
                 multi.queue.push(args.to_vec());
                 return Outcome::Reply(Reply::simple("QUEUED"));
             }
@@ -312,6 +355,11 @@ impl Engine {
         in_exec: bool,
     ) -> Outcome {
         self.stats.commands += 1;
+        if !in_exec {
+            if let Some(refused) = self.refusal_for(spec) {
+                return Outcome::Reply(refused);
+            }
+        }
         if spec.is_denyoom() && !eviction::make_room(self, now_ms) && !self.applying {
             return Outcome::Reply(Reply::err(errors::OOM));
         }
@@ -343,7 +391,14 @@ impl Engine {
         if dirty {
             return Reply::NilArray;
         }
+        if let Some(refused) = self.write_refusal.clone() {
+            let writes = multi.queue.iter().any(|a| command::lookup(&a[0]).is_some_and(|s| s.is_write()));
+            if writes {
+                return refused;
+            }
+        }
         let mut replies = Vec::with_capacity(multi.queue.len());
+        self.in_exec = true;
         for args in &multi.queue {
             let reply = match command::lookup(&args[0]) {
                 Some(spec) => self.call(session, spec, args, now_ms, host, true).into_reply(),
@@ -351,6 +406,7 @@ impl Engine {
             };
             replies.push(reply);
         }
+        self.in_exec = false;
         Reply::Array(replies)
     }
 
@@ -520,6 +576,7 @@ impl Engine {
 
     /// Deletes a key as expired: accounting, change, event, stats.
     pub(crate) fn expire_key(&mut self, db: usize, key: &[u8]) {
+        self.cut_before_write(db, key);
         if let Some(entry) = self.dbs[db].remove(key) {
             self.used = self.used.saturating_sub(entry_mem(key, &entry));
             self.stats.expired_keys += 1;
@@ -530,6 +587,7 @@ impl Engine {
 
     /// Deletes a key as evicted: accounting, change, event, stats.
     pub(crate) fn evict_key(&mut self, db: usize, key: &[u8]) {
+        self.cut_before_write(db, key);
         if let Some(entry) = self.dbs[db].remove(key) {
             self.used = self.used.saturating_sub(entry_mem(key, &entry));
             self.stats.evicted_keys += 1;
@@ -557,6 +615,7 @@ impl Engine {
 
     /// Replaces the whole state (snapshot load). Changes and events are not emitted.
     pub fn load_dbs(&mut self, dbs: Vec<Db>) {
+        self.cut_detach_all();
         self.used = dbs.iter().map(Db::mem).sum();
         let mut dbs = dbs;
         dbs.resize_with(self.config.databases.max(1), Db::default);
@@ -626,6 +685,8 @@ impl<'a> Ctx<'a> {
         if self.touched.iter().any(|(d, k, _)| *d == db && k[..] == *key) {
             return;
         }
+        // A snapshot cut in progress keeps the value as it was at the cut.
+        self.eng.cut_before_write(db, key);
         let before = self.eng.dbs[db].get(key).map(|e| entry_mem(key, e)).unwrap_or(0);
         self.touched.push((db, blob(key), before));
     }
@@ -744,6 +805,7 @@ impl<'a> Ctx<'a> {
                 let mut entry = Entry::new(make());
                 // A new key is as fresh as one SET creates (LRU clock now, LFU initial count).
                 entry.access = eviction::initial_access(&self.eng.config, self.now_ms);
+                entry.saved = self.eng.new_entry_epoch();
                 self.eng.dbs[db].insert(key, entry);
                 self.eng.push_event(db, EventClass::New, "new", key);
             }
@@ -871,6 +933,7 @@ impl<'a> Ctx<'a> {
         let mut entry = Entry::new(value);
         entry.expire_at = expire_at;
         entry.access = eviction::initial_access(&self.eng.config, self.now_ms);
+        entry.saved = self.eng.new_entry_epoch();
         if self.eng.dbs[db].insert(key, entry).is_none() {
             self.eng.push_event(db, EventClass::New, "new", key);
         }
@@ -906,6 +969,7 @@ impl<'a> Ctx<'a> {
     pub fn flush_db(&mut self, db: usize) {
         let freed = self.eng.dbs[db].mem();
         self.touched.retain(|(d, _, _)| *d != db);
+        self.eng.cut_detach(db);
         self.eng.dbs[db].clear();
         self.eng.used = self.eng.used.saturating_sub(freed);
     }
@@ -913,6 +977,7 @@ impl<'a> Ctx<'a> {
     /// Swaps two databases (SWAPDB).
     pub fn swap_dbs(&mut self, a: usize, b: usize) {
         self.touched.retain(|(d, _, _)| *d != a && *d != b);
+        self.eng.cut_swap(a, b);
         self.eng.dbs.swap(a, b);
     }
 

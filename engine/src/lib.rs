@@ -35,6 +35,7 @@
 //! assert_eq!(engine.run(&mut client, &[b"GET", b"greeting"], now_ms + 10_000), Reply::Nil);
 //! ```
 
+pub mod aof;
 pub mod blob;
 pub mod change;
 pub mod command;

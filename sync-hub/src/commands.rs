@@ -141,7 +141,17 @@ impl Host for HostCalls<'_> {
                     Some(_) => Reply::Int(0),
                 }
             }
-            b"shutdown" => self.shutdown(args),
+            b"shutdown" => self.shutdown(engine, args),
+            b"save" => crate::persist::cmd_save(engine, self.hub, self.shared),
+            b"bgsave" => {
+                let in_exec = engine.in_exec();
+                crate::persist::cmd_bgsave(engine, self.hub, self.shared, args, in_exec)
+            }
+            b"bgrewriteaof" => {
+                let in_exec = engine.in_exec();
+                crate::persist::cmd_bgrewriteaof(engine, self.hub, self.shared, in_exec)
+            }
+            b"lastsave" => Reply::Int(self.hub.persist.lastsave as i64),
             b"subscribe" => self.subscribe(Kind::Channel, session, &args[1..]),
             b"psubscribe" => self.subscribe(Kind::Pattern, session, &args[1..]),
             b"ssubscribe" => self.subscribe(Kind::Shard, session, &args[1..]),
@@ -274,18 +284,45 @@ impl HostCalls<'_> {
         Reply::simple("RESET")
     }
 
-    /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
-    fn shutdown(&mut self, args: &[Bytes]) -> Reply {
+    /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: the final save (when save rules are
+    /// set, or SAVE) and the AOF's fsync run now, so a failure can be answered; then the
+    /// hub stops.
+    fn shutdown(&mut self, engine: &mut Engine, args: &[Bytes]) -> Reply {
+        let (mut save, mut nosave, mut force, mut abort) = (false, false, false, false);
         for a in &args[1..] {
-            let a = lower(a);
-            if !matches!(a.as_slice(), b"nosave" | b"save" | b"now" | b"force" | b"abort") {
-                return Reply::err(errors::SYNTAX);
-            }
-            if a == b"abort" {
-                return Reply::err("ERR No shutdown in progress.");
+            match lower(a).as_slice() {
+                b"nosave" => nosave = true,
+                b"save" => save = true,
+                b"now" => {}
+                b"force" => force = true,
+                b"abort" => abort = true,
+                _ => return Reply::err(errors::SYNTAX),
             }
         }
-        tracing::info!(peer = %self.conn.peer, "SHUTDOWN requested by a client");
+        if (save && nosave) || (abort && args.len() > 2) {
+            return Reply::err(errors::SYNTAX);
+        }
+        if abort {
+            return Reply::err("ERR No shutdown in progress.");
+        }
+        tracing::warn!(peer = %self.conn.peer, "User requested shutdown...");
+        let how = if save {
+            crate::persist::SaveOnExit::Save
+        } else if nosave {
+            crate::persist::SaveOnExit::NoSave
+        } else {
+            crate::persist::SaveOnExit::Default
+        };
+        if let Err(e) = crate::persist::finish(engine, self.hub, self.shared, how) {
+            if !force {
+                tracing::error!(cause = %e, "Error trying to save the DB, can't exit.");
+                tracing::error!("Errors trying to shut down the server. Check the logs for more information.");
+                self.hub.persist.finished = false;
+                return Reply::err("ERR Errors trying to SHUTDOWN. Check logs.");
+            }
+            tracing::error!(cause = %e, "Error trying to save the DB. Exit anyway.");
+        }
+        self.hub.persist.exit = how;
         self.shared.begin_shutdown();
         // Redis closes the connection without a reply.
         self.conn.suppress_reply = true;
@@ -737,9 +774,19 @@ impl HostCalls<'_> {
                 return fail(&why);
             }
         }
+        if self.shared.loading() && next.appendonly != self.hub.settings.appendonly {
+            return Reply::err(crate::persist::LOADING);
+        }
         next.apply_engine(engine.config_mut());
         self.shared.knobs.load(&next);
-        self.hub.settings = next;
+        let old = std::mem::replace(&mut self.hub.settings, next);
+        if let Err(e) = crate::persist::config_changed(engine, self.hub, self.shared, &old) {
+            tracing::error!(cause = %e, "cannot apply the persistence settings");
+            let mut back = self.hub.settings.clone();
+            back.appendonly = old.appendonly;
+            self.hub.settings = back;
+            return Reply::err(format!("ERR CONFIG SET failed (possibly related to argument 'appendonly') - {}", e));
+        }
         Reply::Ok
     }
 }

@@ -94,12 +94,36 @@ pub struct Args {
     /// Output buffer limits per class (`pubsub 32mb 8mb 60`).
     #[arg(long = "client-output-buffer-limit", env = "RECACHED_CLIENT_OUTPUT_BUFFER_LIMIT")]
     pub client_output_buffer_limit: Option<String>,
-    /// Snapshot rules (`3600 1 300 100`); stored for the persistence layer.
+    /// Snapshot rules: `<seconds> <changes>` pairs (`3600 1 300 100`); `""` for none.
     #[arg(long, env = "RECACHED_SAVE")]
     pub save: Option<String>,
-    /// Append-only file (`yes`/`no`); stored for the persistence layer.
+    /// Append-only file (`yes`/`no`): every write is logged before its reply.
     #[arg(long, env = "RECACHED_APPENDONLY")]
     pub appendonly: Option<String>,
+    /// When the AOF is fsynced: `always` (before each reply), `everysec`, `no`.
+    #[arg(long, env = "RECACHED_APPENDFSYNC")]
+    pub appendfsync: Option<String>,
+    /// The AOF's file-name prefix.
+    #[arg(long, env = "RECACHED_APPENDFILENAME")]
+    pub appendfilename: Option<String>,
+    /// The AOF's directory inside `dir`.
+    #[arg(long, env = "RECACHED_APPENDDIRNAME")]
+    pub appenddirname: Option<String>,
+    /// Load an AOF whose last record was cut by a crash (`yes`), or refuse (`no`).
+    #[arg(long = "aof-load-truncated", env = "RECACHED_AOF_LOAD_TRUNCATED")]
+    pub aof_load_truncated: Option<String>,
+    /// Rewrite the AOF when it grew this many percent since the last rewrite (0: never).
+    #[arg(long = "auto-aof-rewrite-percentage", env = "RECACHED_AUTO_AOF_REWRITE_PERCENTAGE")]
+    pub auto_aof_rewrite_percentage: Option<String>,
+    /// ... and is at least this big.
+    #[arg(long = "auto-aof-rewrite-min-size", env = "RECACHED_AUTO_AOF_REWRITE_MIN_SIZE")]
+    pub auto_aof_rewrite_min_size: Option<String>,
+    /// Refuse writes while the last background save failed (with save rules set).
+    #[arg(long = "stop-writes-on-bgsave-error", env = "RECACHED_STOP_WRITES_ON_BGSAVE_ERROR")]
+    pub stop_writes_on_bgsave_error: Option<String>,
+    /// The snapshot file's name in `dir`.
+    #[arg(long, env = "RECACHED_DBFILENAME")]
+    pub dbfilename: Option<String>,
     /// Working directory for persistence files.
     #[arg(long, env = "RECACHED_DIR")]
     pub dir: Option<String>,
@@ -136,6 +160,12 @@ pub struct Args {
     /// Runtime worker threads; 1 runs everything on one thread, like Redis.
     #[arg(long = "io-threads", env = "RECACHED_IO_THREADS")]
     pub io_threads: Option<String>,
+    /// Check an AOF (its manifest, an increment or a base file) and exit: 0 when sound.
+    #[arg(long = "check-aof", value_name = "PATH")]
+    pub check_aof: Option<PathBuf>,
+    /// With --check-aof: cut a damaged increment back to its last whole record.
+    #[arg(long, requires = "check_aof")]
+    pub fix: bool,
     /// Dev mode: `GET /dev/token?user=NAME` on the sync port mints demo tokens; loopback only.
     #[arg(long, env = "RECACHED_DEV", value_name = "yes|no", num_args = 0..=1, default_missing_value = "yes")]
     pub dev: Option<String>,
@@ -144,7 +174,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 32] = [
+        let all: [(&'static str, &Option<String>); 40] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -165,6 +195,14 @@ impl Args {
             ("client-output-buffer-limit", &self.client_output_buffer_limit),
             ("save", &self.save),
             ("appendonly", &self.appendonly),
+            ("appendfsync", &self.appendfsync),
+            ("appendfilename", &self.appendfilename),
+            ("appenddirname", &self.appenddirname),
+            ("aof-load-truncated", &self.aof_load_truncated),
+            ("auto-aof-rewrite-percentage", &self.auto_aof_rewrite_percentage),
+            ("auto-aof-rewrite-min-size", &self.auto_aof_rewrite_min_size),
+            ("stop-writes-on-bgsave-error", &self.stop_writes_on_bgsave_error),
+            ("dbfilename", &self.dbfilename),
             ("dir", &self.dir),
             ("sync-secret", &self.sync_secret),
             ("sync-backlog-bytes", &self.sync_backlog_bytes),
@@ -283,6 +321,19 @@ pub struct Settings {
     pub dbfilename: String,
     /// `appendfilename`.
     pub appendfilename: String,
+    /// `appenddirname`.
+    pub appenddirname: String,
+    /// `aof-load-truncated`.
+    pub aof_load_truncated: bool,
+    /// `auto-aof-rewrite-percentage`.
+    pub auto_aof_rewrite_percentage: u64,
+    /// `auto-aof-rewrite-min-size`.
+    pub auto_aof_rewrite_min_size: u64,
+    /// `stop-writes-on-bgsave-error`.
+    pub stop_writes_on_bgsave_error: bool,
+    /// Redis parameters accepted for compatibility whose value changes nothing here
+    /// (`rdbcompression`, `aof-use-rdb-preamble`, …), by name.
+    pub accepted: std::collections::BTreeMap<&'static str, String>,
     /// `sync-secret`: HMAC secret of sync tokens; empty for none.
     pub sync_secret: String,
     /// `sync-token`: static token specs (`TOKEN:read=…;write=…[;sub=…]`), validated.
@@ -339,8 +390,15 @@ impl Default for Settings {
             appendonly: false,
             appendfsync: "everysec".to_string(),
             dir: ".".to_string(),
-            dbfilename: "dump.rdb".to_string(),
+            // Not `dump.rdb`: the file is Recached's own format, not Redis's RDB.
+            dbfilename: "dump.rcs".to_string(),
             appendfilename: "appendonly.aof".to_string(),
+            appenddirname: "appendonlydir".to_string(),
+            aof_load_truncated: true,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 << 20,
+            stop_writes_on_bgsave_error: true,
+            accepted: ACCEPTED.iter().map(|(k, v, _)| (*k, v.to_string())).collect(),
             sync_secret: String::new(),
             sync_tokens: Vec::new(),
             sync_backlog_bytes: 16 << 20,
@@ -403,6 +461,19 @@ pub static PARAMS: &[Param] = &[
     p("dir", true),
     p("dbfilename", true),
     p("appendfilename", false),
+    p("appenddirname", false),
+    p("aof-load-truncated", true),
+    p("auto-aof-rewrite-percentage", true),
+    p("auto-aof-rewrite-min-size", true),
+    p("stop-writes-on-bgsave-error", true),
+    p("aof-use-rdb-preamble", true),
+    p("aof-timestamp-enabled", true),
+    p("aof-rewrite-incremental-fsync", true),
+    p("rdb-save-incremental-fsync", true),
+    p("no-appendfsync-on-rewrite", true),
+    p("rdbcompression", true),
+    p("rdbchecksum", false),
+    p("rdb-del-sync-files", true),
     Param { name: "sync-secret", mutable: false, secret: true },
     Param { name: "sync-token", mutable: false, secret: true },
     p("sync-backlog-bytes", false),
@@ -415,6 +486,20 @@ pub static PARAMS: &[Param] = &[
     p("sync-hub-id", false),
     p("io-threads", false),
     p("dev", false),
+];
+
+/// Parameters accepted for compatibility (a `redis.conf` carries them) whose value changes
+/// nothing here: name, default, kind (`b` yes/no). The streamed snapshot is always
+/// checksummed and never compressed; the AOF always starts from a snapshot base.
+const ACCEPTED: &[(&str, &str, char)] = &[
+    ("aof-use-rdb-preamble", "yes", 'b'),
+    ("aof-timestamp-enabled", "no", 'b'),
+    ("aof-rewrite-incremental-fsync", "yes", 'b'),
+    ("rdb-save-incremental-fsync", "yes", 'b'),
+    ("no-appendfsync-on-rewrite", "no", 'b'),
+    ("rdbcompression", "yes", 'b'),
+    ("rdbchecksum", "yes", 'b'),
+    ("rdb-del-sync-files", "no", 'b'),
 ];
 
 /// Finds a parameter by name, case-insensitively.
@@ -538,9 +623,24 @@ impl Settings {
             "appendfsync" => {
                 let v = value.trim().to_ascii_lowercase();
                 if !matches!(v.as_str(), "always" | "everysec" | "no") {
-                    return Err("argument(s) must be one of the following: always, everysec, no".to_string());
+                    return Err("argument(s) must be one of the following: everysec, always, no".to_string());
                 }
                 self.appendfsync = v;
+            }
+            "appenddirname" => {
+                if !recached_engine::aof::safe_file_name(value) {
+                    return Err("appenddirname can't be a path, just a dirname".to_string());
+                }
+                self.appenddirname = value.to_string()
+            }
+            "aof-load-truncated" => self.aof_load_truncated = parse_bool(value)?,
+            "auto-aof-rewrite-percentage" => self.auto_aof_rewrite_percentage = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "auto-aof-rewrite-min-size" => self.auto_aof_rewrite_min_size = parse_mem_bounded(value, 0, i64::MAX as u64)?,
+            "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_bool(value)?,
+            name if ACCEPTED.iter().any(|(n, _, _)| *n == name) => {
+                let v = parse_bool(value)?;
+                let key = ACCEPTED.iter().find(|(n, _, _)| *n == name).map(|(n, _, _)| *n).unwrap_or("");
+                self.accepted.insert(key, yes_no(v));
             }
             "dir" => self.dir = value.to_string(),
             "dbfilename" => {
@@ -549,7 +649,12 @@ impl Settings {
                 }
                 self.dbfilename = value.to_string();
             }
-            "appendfilename" => self.appendfilename = value.to_string(),
+            "appendfilename" => {
+                if !recached_engine::aof::safe_file_name(value) {
+                    return Err("appendfilename can't be a path, just a filename".to_string());
+                }
+                self.appendfilename = value.to_string()
+            }
             "sync-secret" => self.sync_secret = value.to_string(),
             // Repeatable: each flag or config-file line adds one token.
             "sync-token" => {
@@ -612,6 +717,12 @@ impl Settings {
             "dir" => self.dir.clone(),
             "dbfilename" => self.dbfilename.clone(),
             "appendfilename" => self.appendfilename.clone(),
+            "appenddirname" => self.appenddirname.clone(),
+            "aof-load-truncated" => yes_no(self.aof_load_truncated),
+            "auto-aof-rewrite-percentage" => self.auto_aof_rewrite_percentage.to_string(),
+            "auto-aof-rewrite-min-size" => self.auto_aof_rewrite_min_size.to_string(),
+            "stop-writes-on-bgsave-error" => yes_no(self.stop_writes_on_bgsave_error),
+            name if ACCEPTED.iter().any(|(n, _, _)| *n == name) => self.accepted.get(name).cloned().unwrap_or_default(),
             "sync-secret" => self.sync_secret.clone(),
             "sync-token" => self.sync_tokens.join(" "),
             "sync-backlog-bytes" => self.sync_backlog_bytes.to_string(),

@@ -256,6 +256,8 @@ async fn serve_conn(shared: Arc<Shared>, sync: Arc<SyncShared>, mut stream: TcpS
             }
         };
         let mut resp = route(&shared, &sync, &head, &body);
+        // The response leaves once the writes it follows are persisted (the AOF's gate).
+        shared.gate.wait(shared.gate.need()).await;
         if let Some(origin) = head.header_str("origin") {
             if origin_allowed(&sync.limits.allowed_origins, Some(origin)) {
                 resp.extra.push(("access-control-allow-origin", origin.to_string()));

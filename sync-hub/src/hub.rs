@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,6 +22,9 @@ use tokio::sync::{watch, Notify};
 use crate::auth::AuthLimiter;
 use crate::blocking::Blocked;
 use crate::config::{BufferLimit, Settings};
+use crate::persist::gate::Gate;
+use crate::persist::{LoadState, Persist};
+use crate::ws::SyncShared;
 use crate::pubsub::{ClientId, PubSub};
 
 /// Where committed change groups go: the AOF, the replication backlog, the WebSocket
@@ -204,7 +207,7 @@ pub struct HubStats {
     pub pubsub_messages: u64,
     /// Clients closed for exceeding an output buffer limit.
     pub output_limit_kills: u64,
-    /// Change groups committed since the last save (INFO `rdb_changes_since_last_save`).
+    /// Changes committed since the last save (INFO `rdb_changes_since_last_save`).
     pub dirty: u64,
 }
 
@@ -226,6 +229,10 @@ pub struct HubState {
     pub sinks: Vec<Box<dyn ChangeSink>>,
     /// The deadline the expiry task sleeps until.
     pub expiry_at: Option<u64>,
+    /// Snapshots and the AOF.
+    pub persist: Persist,
+    /// This run's stream id (INFO `master_replid`; what snapshots record).
+    pub replid: String,
 }
 
 impl HubState {
@@ -343,7 +350,9 @@ impl Core {
             }
             if !groups.is_empty() {
                 any_groups = true;
-                self.hub.stats.dirty += groups.len() as u64;
+                self.hub.stats.dirty += groups.iter().map(|g| g.changes.len() as u64).sum::<u64>();
+                // The AOF first: every other consumer may release something to a client.
+                crate::persist::append(&mut self.engine, &mut self.hub, &groups, &[]);
                 for sink in self.hub.sinks.iter_mut() {
                     sink.on_groups(&groups, &self.engine);
                 }
@@ -442,6 +451,13 @@ pub struct Shared {
     pub run_id: String,
     /// The RESP port actually bound.
     pub tcp_port: AtomicU16,
+    /// When replies may leave (the AOF's progress).
+    pub gate: Arc<Gate>,
+    /// Loading at start (`-LOADING`, INFO).
+    pub load: LoadState,
+    /// The sync port's state, once bound.
+    sync: OnceLock<Arc<SyncShared>>,
+    this: Weak<Shared>,
 }
 
 impl Shared {
@@ -459,9 +475,13 @@ impl Shared {
             stats: HubStats::default(),
             sinks: Vec::new(),
             expiry_at: None,
+            persist: Persist::new(),
+            replid: String::new(),
         };
         let (shutdown, _) = watch::channel(false);
-        Arc::new(Shared {
+        let run_id = run_id();
+        let hub = HubState { replid: run_id.clone(), ..hub };
+        Arc::new_cyclic(|this| Shared {
             core: Mutex::new(Core { engine, hub }),
             knobs,
             expiry_wake: Notify::new(),
@@ -469,9 +489,33 @@ impl Shared {
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
-            run_id: run_id(),
+            run_id,
             tcp_port: AtomicU16::new(0),
+            gate: Arc::new(Gate::default()),
+            load: LoadState::default(),
+            sync: OnceLock::new(),
+            this: this.clone(),
         })
+    }
+
+    /// This hub as an `Arc` (for tasks a command starts); `None` once it is being dropped.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.this.upgrade()
+    }
+
+    /// The sync port's state, once bound.
+    pub fn sync(&self) -> Option<&Arc<SyncShared>> {
+        self.sync.get()
+    }
+
+    /// Records the sync port's state (once).
+    pub fn set_sync(&self, sync: Arc<SyncShared>) {
+        let _ = self.sync.set(sync);
+    }
+
+    /// Whether the dataset is still loading.
+    pub fn loading(&self) -> bool {
+        self.load.loading.load(Ordering::Acquire)
     }
 
     /// Takes the engine lock. A panic under the lock (a bug) does not wedge the hub.

@@ -137,21 +137,9 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
         }
         "persistence" => {
             out.push_str("# Persistence\r\n");
-            w!("loading", &0);
-            w!("async_loading", &0);
-            w!("rdb_changes_since_last_save", &hub.stats.dirty);
-            w!("rdb_bgsave_in_progress", &0);
-            w!("rdb_last_save_time", &((now_ms() / 1000).saturating_sub(uptime)));
-            w!("rdb_last_bgsave_status", &"ok");
-            w!("rdb_last_bgsave_time_sec", &-1);
-            w!("rdb_current_bgsave_time_sec", &-1);
-            w!("aof_enabled", &(s.appendonly as u8));
-            w!("aof_rewrite_in_progress", &0);
-            w!("aof_rewrite_scheduled", &0);
-            w!("aof_last_rewrite_time_sec", &-1);
-            w!("aof_current_rewrite_time_sec", &-1);
-            w!("aof_last_bgrewrite_status", &"ok");
-            w!("aof_last_write_status", &"ok");
+            for (k, v) in crate::persist::info_fields(hub, engine, shared) {
+                w!(k, &v);
+            }
         }
         "stats" => {
             let h = &hub.stats;
@@ -177,10 +165,14 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
             w!("role", &"master");
             w!("connected_slaves", &0);
             w!("master_failover_state", &"no-failover");
-            w!("master_replid", &shared.run_id);
-            w!("master_replid2", &"0000000000000000000000000000000000000000");
+            w!("master_replid", &hub.replid);
+            let (replid2, second) = match &hub.persist.previous {
+                Some((r, o)) => (r.clone(), (*o + 1) as i64),
+                None => ("0000000000000000000000000000000000000000".to_string(), -1),
+            };
+            w!("master_replid2", &replid2);
             w!("master_repl_offset", &engine.offset());
-            w!("second_repl_offset", &-1);
+            w!("second_repl_offset", &second);
             w!("repl_backlog_active", &0);
             w!("repl_backlog_size", &1048576);
             w!("repl_backlog_first_byte_offset", &0);

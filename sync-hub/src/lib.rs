@@ -49,6 +49,7 @@ pub mod hub;
 pub mod info;
 pub mod metrics;
 pub mod notify;
+pub mod persist;
 pub mod pubsub;
 pub mod resp_conn;
 pub mod server;
@@ -62,10 +63,10 @@ pub use config::{Args, ConfigError, Settings};
 pub use hub::{ChangeSink, Shared};
 pub use server::{HubError, Server};
 
-/// Binds the RESP port and the sync port, prints `Ready to accept connections tcp
-/// port=<port>` then `Ready to accept connections ws port=<port>` on stdout (tests start
-/// the hub on port 0 and read the ports from those lines), and serves until `shutdown`
-/// completes.
+/// Binds the RESP port and the sync port, loads the persisted state, prints `Ready to
+/// accept connections tcp port=<port>` then `Ready to accept connections ws port=<port>`
+/// on stdout (tests start the hub on port 0 and read the ports from those lines), and
+/// serves until `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
     let mut server = Server::bind(settings).await?;
     let ws_port = server.bind_ws().await?;
@@ -73,7 +74,5 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         tracing::info!(%addr, "listening (RESP)");
     }
     tracing::info!(port = ws_port, "listening (WebSocket sync + HTTP)");
-    println!("Ready to accept connections tcp port={}", server.port());
-    println!("Ready to accept connections ws port={}", ws_port);
     server.serve(shutdown).await
 }

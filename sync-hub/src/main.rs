@@ -28,6 +28,9 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let args = Args::parse();
+    if let Some(path) = &args.check_aof {
+        return ExitCode::from(recached_hub::persist::aof::check(path, args.fix));
+    }
     let settings = match Settings::from_args(&args) {
         Ok(s) => s,
         Err(e) => {

@@ -231,6 +231,9 @@ impl Conn {
         loop {
             while !self.queue.is_empty() {
                 let step = self.run_batch();
+                // Replies leave once the writes they follow are persisted (the AOF's gate).
+                let need = self.shared.gate.need();
+                self.shared.gate.wait(need).await;
                 if !self.flush().await? {
                     return Ok("killed".into());
                 }
@@ -501,7 +504,8 @@ impl Conn {
     /// mode. `Some(reply)` answers the command without running it.
     fn precheck(&mut self, args: &[Bytes], last_cmd: &mut Option<&'static str>) -> Option<Reply> {
         let subscribed = self.ctl.subscriptions > 0 && !self.session.resp3;
-        if self.ctl.authenticated && !subscribed {
+        let loading = self.shared.loading();
+        if self.ctl.authenticated && !subscribed && !loading {
             if last_cmd.is_none() {
                 *last_cmd = command::lookup(&args[0]).map(|s| s.name);
             }
@@ -519,6 +523,9 @@ impl Conn {
                 return Some(err);
             }
             return Some(Reply::err(NOAUTH));
+        }
+        if loading && spec.flags & flags::LOADING == 0 {
+            return Some(Reply::err(crate::persist::LOADING));
         }
         if subscribed {
             if !allowed_in_subscribe_mode(spec.name) {
@@ -548,6 +555,8 @@ impl Conn {
                 r = &mut rx => {
                     return match r {
                         Ok(reply) => {
+                            let need = self.shared.gate.need();
+                            self.shared.gate.wait(need).await;
                             self.handle.take_into(&mut self.wbuf);
                             self.emit(&reply);
                             if !self.flush().await? {

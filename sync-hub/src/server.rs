@@ -41,6 +41,9 @@ pub enum HubError {
     /// Dev mode refused (it listens on loopback only).
     #[error("{0}")]
     Dev(String),
+    /// The persisted state could not be loaded (the message names the file and the fix).
+    #[error("{0}")]
+    Persist(String),
 }
 
 /// Redis's answer to a connection over `maxclients`.
@@ -130,7 +133,8 @@ impl Server {
             return Err(HubError::BadAddress(settings.bind.join(" ")));
         }
         let offset = self.shared.lock().engine.offset();
-        let sync = SyncShared::new(&settings, &self.shared.run_id, offset);
+        let sync = SyncShared::new(&settings, &self.shared.run_id, offset, self.shared.gate.clone());
+        self.shared.set_sync(sync.clone());
         if sync.is_open() {
             tracing::warn!(
                 "sync port open: no --sync-secret and no --sync-token, so every WebSocket and HTTP client may read and write every key"
@@ -167,7 +171,13 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes (or a client sends SHUTDOWN), then stops
-    /// accepting, lets connections finish their in-flight batches and flush, and returns.
+    /// accepting, lets connections finish their in-flight batches and flush, saves and
+    /// fsyncs what persistence asks for, and returns.
+    ///
+    /// RESP clients are accepted at once and get `-LOADING` while the persisted state
+    /// loads; the `Ready to accept connections tcp port=<port>` and `… ws port=<port>` lines
+    /// go to stdout once it has (tests start the hub on port 0 and read the ports there),
+    /// and only then does the sync port accept.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
         let shared = self.shared;
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -175,12 +185,23 @@ impl Server {
         for listener in self.listeners {
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, done_tx.clone())));
         }
+        if let Err(e) = crate::persist::startup(&shared).await {
+            shared.begin_shutdown();
+            for t in tasks {
+                let _ = t.await;
+            }
+            return Err(HubError::Persist(e));
+        }
+        println!("Ready to accept connections tcp port={}", self.port);
         if let Some(port) = self.sync_port {
+            println!("Ready to accept connections ws port={}", port.port);
             for listener in port.listeners {
                 tasks.push(tokio::spawn(http::accept_loop(shared.clone(), port.sync.clone(), listener, done_tx.clone())));
             }
-            tasks.push(tokio::spawn(ws::tick(port.sync, shared.shutdown.subscribe())));
+            tasks.push(tokio::spawn(ws::tick(port.sync.clone(), shared.shutdown.subscribe())));
+            tasks.push(tokio::spawn(ws::release(port.sync, shared.shutdown.subscribe())));
         }
+        tasks.push(tokio::spawn(crate::persist::cron(shared.clone(), shared.shutdown.subscribe())));
         let expiry = tokio::spawn(expiry::run(shared.clone(), shared.shutdown.subscribe()));
         drop(done_tx);
         let mut stop = shared.shutdown.subscribe();
@@ -198,7 +219,15 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await.is_err() {
             tracing::warn!(open = shared.connections.load(Ordering::Relaxed), "connections still open after the grace period");
         }
-        tracing::info!("bye");
+        {
+            let mut guard = shared.lock();
+            let core = &mut *guard;
+            let how = core.hub.persist.exit;
+            if let Err(e) = crate::persist::finish(&mut core.engine, &mut core.hub, &shared, how) {
+                tracing::error!(cause = %e, "the final save failed");
+            }
+        }
+        tracing::info!("Recached is now ready to exit, bye bye...");
         Ok(())
     }
 }

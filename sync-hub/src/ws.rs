@@ -20,7 +20,7 @@
 //! queued unconditionally, but a socket's next message is only read once those are
 //! written, so they are bounded by the client's own requests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +41,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Settings;
 use crate::hub::{now_ms, ChangeSink, HubState, Shared};
+use crate::persist::gate::Gate;
 use crate::socket::{Duplex, Socket, Written};
 
 /// Period of [`SyncHub::tick`].
@@ -166,6 +167,8 @@ pub struct SyncShared {
     pub lag: LagHistogram,
     /// Close codes sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
+    /// The AOF's progress: output that depends on writes leaves once they are persisted.
+    pub gate: Arc<Gate>,
 }
 
 /// The hub state machine and the sockets it talks to. Lock order: the engine lock
@@ -174,6 +177,17 @@ pub struct SyncState {
     /// The protocol state machine.
     pub hub: SyncHub,
     sockets: HashMap<ConnId, Arc<Socket>, Hasher>,
+    /// Output waiting for the AOF (acks and pushes of writes not yet persisted), in order:
+    /// once anything waits, everything after it waits too, so no socket sees a later
+    /// message before an earlier one.
+    held: VecDeque<Held>,
+}
+
+/// Output held until the gate lets it go.
+struct Held {
+    need: u64,
+    out: Output,
+    requester: Option<ConnId>,
 }
 
 impl SyncState {
@@ -183,6 +197,25 @@ impl SyncState {
             let (x, y) = s.queued();
             (a + x, b + y)
         })
+    }
+
+    /// Queues `out` now if the writes it depends on (up to `need`) are persisted and
+    /// nothing is held before it; else holds it for [`release`].
+    fn deliver_gated(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared, need: u64) {
+        if self.held.is_empty() && sync.gate.ready(need) {
+            self.deliver(out, requester, sync);
+        } else {
+            self.held.push_back(Held { need, out, requester });
+        }
+    }
+
+    /// Delivers held output the gate now allows, in order.
+    fn release_ready(&mut self, sync: &SyncShared) {
+        while self.held.front().is_some_and(|h| sync.gate.ready(h.need)) {
+            if let Some(h) = self.held.pop_front() {
+                self.deliver(h.out, h.requester, sync);
+            }
+        }
     }
 
     /// Queues the output of a [`SyncHub`] call on the sockets. Sends to `requester` are
@@ -225,24 +258,28 @@ impl SyncState {
 
 impl SyncShared {
     /// The sync state for a hub whose engine is at `offset`, stream `replid`.
-    pub fn new(settings: &Settings, replid: &str, offset: u64) -> Arc<SyncShared> {
+    pub fn new(settings: &Settings, replid: &str, offset: u64, gate: Arc<Gate>) -> Arc<SyncShared> {
         let config = HubConfig {
             hub_id: settings.sync_hub_id.clone(),
             max_message: settings.sync_max_message as usize,
             handshake_timeout_ms: settings.sync_handshake_timeout,
             backlog_bytes: settings.sync_backlog_bytes as usize,
             backlog_ttl_ms: settings.sync_backlog_ttl.saturating_mul(1000),
+            // The dedupe memory goes into the AOF and snapshots with the writes, so a write
+            // resent after a restart is still answered once.
+            record_dedupe: true,
             ..HubConfig::default()
         };
         let hub = SyncHub::new(config, crate::tokens::auth_from(settings), replid, offset);
         Arc::new(SyncShared {
-            state: Mutex::new(SyncState { hub, sockets: HashMap::default() }),
+            state: Mutex::new(SyncState { hub, sockets: HashMap::default(), held: VecDeque::new() }),
             limits: Limits::from_settings(settings),
             per_ip: Mutex::new(HashMap::new()),
             sockets: AtomicUsize::new(0),
             counters: Counters::default(),
             lag: LagHistogram::default(),
             closes: Mutex::new(BTreeMap::new()),
+            gate,
         })
     }
 
@@ -326,8 +363,10 @@ impl ChangeSink for SyncSink {
         if start == groups.len() {
             return;
         }
-        let out = st.hub.publish(engine, &groups[start..], now_ms());
-        st.deliver(out, None, sync);
+        let mut out = st.hub.publish(engine, &groups[start..], now_ms());
+        out.dedupe.clear();
+        let need = groups.last().map(|g| g.offset).unwrap_or(0);
+        st.deliver_gated(out, None, sync, need);
     }
 }
 
@@ -368,7 +407,24 @@ pub async fn tick(sync: Arc<SyncShared>, mut shutdown: tokio::sync::watch::Recei
         let mut st = sync.lock();
         let out = st.hub.tick(now_ms());
         if !out.is_empty() {
-            st.deliver(out, None, &sync);
+            st.deliver_gated(out, None, &sync, 0);
+        }
+    }
+}
+
+/// Releases held output as the AOF makes progress, until shutdown.
+pub async fn release(sync: Arc<SyncShared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut progress = sync.gate.subscribe();
+    loop {
+        tokio::select! {
+            r = progress.changed() => if r.is_err() { return },
+            // The everysec window can close without progress.
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = crate::hub::stopped(&mut shutdown) => return,
+        }
+        let mut st = sync.lock();
+        if !st.held.is_empty() {
+            st.release_ready(&sync);
         }
     }
 }
@@ -528,8 +584,13 @@ fn handle_message(shared: &Arc<Shared>, sync: &Arc<SyncShared>, id: ConnId, data
     let groups = {
         let mut st = sync.lock();
         let mut host = SyncHost { hub: &mut core.hub, shared };
-        let out = st.hub.message(&mut core.engine, &mut host, id, data, now);
-        st.deliver(out, Some(id), sync)
+        let mut out = st.hub.message(&mut core.engine, &mut host, id, data, now);
+        let groups = std::mem::take(&mut out.groups);
+        let dedupe = std::mem::take(&mut out.dedupe);
+        // Persisted before the ack can leave; the shared post-batch path below skips them.
+        crate::persist::append(&mut core.engine, &mut core.hub, &groups, &dedupe);
+        st.deliver_gated(out, Some(id), sync, shared.gate.need());
+        groups
     };
     // The sync lock is released: the sinks (the SyncSink among them) take it again.
     core.after_batch_with(shared, groups, now);

@@ -68,6 +68,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         .doc("Stops listening to messages posted to shard channels.", "7.0.0"),
     CommandSpec::new("spublish", 3, PUBSUB | LOADING | STALE | FAST, "pubsub", Handler::Host)
         .doc("Post a message to a shard channel", "7.0.0"),
+    // Persistence (the native hub; other hosts answer that they do not have it).
+    CommandSpec::new("save", 1, ADMIN | NOSCRIPT | NO_MULTI, "server", Handler::Host)
+        .doc("Synchronously saves the database(s) to disk.", "1.0.0"),
+    CommandSpec::new("bgsave", -1, ADMIN | NOSCRIPT, "server", Handler::Host)
+        .doc("Asynchronously saves the database(s) to disk.", "1.0.0"),
+    CommandSpec::new("bgrewriteaof", 1, ADMIN | NOSCRIPT, "server", Handler::Host)
+        .doc("Asynchronously rewrites the append-only file to disk.", "1.0.0"),
+    CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, "server", Handler::Host)
+        .doc("Returns the Unix timestamp of the last successful save to disk.", "1.0.0"),
     // Recached's own: `RECACHED.TOKEN subject ttl [READ n pattern…] [WRITE n pattern…]` mints
     // a sync token. `admin`, so sync connections and the HTTP API never reach it.
     CommandSpec::new("recached.token", -3, ADMIN | NOSCRIPT | LOADING | STALE, "server", Handler::Host)

@@ -30,6 +30,9 @@ pub fn group_size(group: &ChangeGroup) -> usize {
 #[derive(Debug, Clone)]
 pub struct Backlog {
     replid: String,
+    /// The stream this one continues (PSYNC2's `master_replid2`): a client of that stream
+    /// at or below `second_offset` holds history this stream shares.
+    replid2: Option<(String, u64)>,
     groups: VecDeque<(ChangeGroup, usize)>,
     bytes: usize,
     max_bytes: usize,
@@ -43,7 +46,7 @@ impl Backlog {
     /// An empty backlog of at most `max_bytes`, for the stream `replid` whose last
     /// committed offset is `offset` (the engine's [`crate::Engine::offset`] at start).
     pub fn new(replid: impl Into<String>, offset: u64, max_bytes: usize) -> Backlog {
-        Backlog { replid: replid.into(), groups: VecDeque::new(), bytes: 0, max_bytes, base: offset, last: offset }
+        Backlog { replid: replid.into(), replid2: None, groups: VecDeque::new(), bytes: 0, max_bytes, base: offset, last: offset }
     }
 
     /// The replication id of the stream.
@@ -55,10 +58,36 @@ impl Backlog {
     /// forgetting every group.
     pub fn reset(&mut self, replid: impl Into<String>, offset: u64) {
         self.replid = replid.into();
+        self.replid2 = None;
         self.groups.clear();
         self.bytes = 0;
         self.base = offset;
         self.last = offset;
+    }
+
+    /// Continues an earlier stream under a new id, as PSYNC2 does after a restart or a
+    /// failover: `previous` is the old id and the last offset the two share, `groups` the
+    /// old stream's most recent groups (oldest first, none above that offset), kept so
+    /// clients that were behind can still continue.
+    pub fn restore(&mut self, replid: impl Into<String>, previous: Option<(String, u64)>, groups: impl IntoIterator<Item = ChangeGroup>) {
+        let offset = previous.as_ref().map(|p| p.1).unwrap_or(self.last);
+        self.replid = replid.into();
+        self.groups.clear();
+        self.bytes = 0;
+        let mut groups = groups.into_iter().filter(|g| g.offset <= offset).peekable();
+        self.base = groups.peek().map(|g| g.offset.saturating_sub(1)).unwrap_or(offset);
+        self.last = self.base;
+        for g in groups {
+            self.push(g);
+        }
+        self.base = self.base.min(offset);
+        self.last = offset;
+        self.replid2 = previous;
+    }
+
+    /// The stream this one continues and the last offset they share.
+    pub fn previous(&self) -> Option<(&str, u64)> {
+        self.replid2.as_ref().map(|(r, o)| (r.as_str(), *o))
     }
 
     /// Offset of the newest group (the stream's current offset).
@@ -136,7 +165,8 @@ impl Backlog {
     /// Whether a client holding the state as of `(replid, offset)` can continue: same
     /// stream, and every group after `offset` is still held.
     pub fn can_continue(&self, replid: &str, offset: u64) -> bool {
-        replid == self.replid && offset >= self.base && offset <= self.last
+        let same = replid == self.replid || self.replid2.as_ref().is_some_and(|(r, o)| r == replid && offset <= *o);
+        same && offset >= self.base && offset <= self.last
     }
 
     /// The groups after `offset`, oldest first (empty when `offset` is at or past the end).
@@ -203,6 +233,24 @@ mod tests {
         assert_eq!(b.bytes(), 0);
         assert!(b.can_continue("r", 11));
         assert!(!b.can_continue("r", 10));
+    }
+
+    #[test]
+    fn a_restored_stream_continues_the_old_one() {
+        let mut b = Backlog::new("boot", 0, 1 << 20);
+        b.restore("new", Some(("old".into(), 12)), (9..=12).map(|o| group(o, 5)));
+        assert_eq!((b.base_offset(), b.last_offset()), (8, 12));
+        assert!(b.can_continue("old", 8) && b.can_continue("old", 12) && b.can_continue("new", 12));
+        assert!(!b.can_continue("old", 7), "older than the groups kept");
+        assert!(!b.can_continue("old", 13), "past what the streams share (a tail lost in a crash)");
+        b.push(group(13, 5));
+        assert!(b.can_continue("new", 13));
+        assert!(!b.can_continue("old", 13));
+        assert_eq!(b.since(10).map(|g| g.offset).collect::<Vec<_>>(), vec![11, 12, 13]);
+        // Nothing kept: only the exact shared offset continues.
+        let mut c = Backlog::new("boot", 0, 1 << 20);
+        c.restore("n2", Some(("old".into(), 40)), std::iter::empty());
+        assert!(c.can_continue("old", 40) && !c.can_continue("old", 39));
     }
 
     #[test]

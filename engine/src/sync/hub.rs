@@ -824,6 +824,15 @@ impl SyncHub {
         self.backlog.reset(replid, offset);
     }
 
+    /// Continues an earlier stream after a restart (a host with persistence): `replid` is
+    /// this run's id, `previous` the saved stream's id and offset, `groups` its most recent
+    /// groups (from the AOF), so clients at or behind that offset continue instead of
+    /// resyncing in full. The backlog counts as in use from `now_ms`.
+    pub fn restore_stream(&mut self, replid: impl Into<String>, previous: Option<(String, u64)>, groups: Vec<ChangeGroup>, now_ms: u64) {
+        self.backlog.restore(replid, previous, groups);
+        self.last_conn_ms = Some(now_ms);
+    }
+
     /// A socket was accepted (after the host checked origin and connection caps).
     pub fn open(&mut self, conn: ConnId, now_ms: u64) {
         self.last_conn_ms = Some(now_ms);
@@ -862,6 +871,40 @@ impl SyncHub {
     pub fn restore_dedupe(&mut self, entries: impl IntoIterator<Item = DedupeEntry>) -> Output {
         self.dedupe.restore(entries);
         self.finish()
+    }
+
+    /// The whole dedupe memory as entries, for a host that saves it in a snapshot and
+    /// gives it back with [`SyncHub::restore_dedupe`] after a restart.
+    pub fn export_dedupe(&self) -> Vec<DedupeEntry> {
+        let mut out = Vec::with_capacity(self.dedupe.entries());
+        for ((subject, client), w) in &self.dedupe.clients {
+            for (&seq, (offset, reply)) in &w.results {
+                out.push(DedupeEntry {
+                    subject: subject.clone(),
+                    client: client.clone(),
+                    seq,
+                    offset: *offset,
+                    reply: reply.clone(),
+                    floor: w.floor,
+                    used: w.used,
+                });
+            }
+            if w.results.is_empty() && w.floor > 0 {
+                // A window whose results all aged out still answers old seqs as duplicates;
+                // an entry at its floor keeps that (the floor covers it, so it is dropped
+                // again on restore).
+                out.push(DedupeEntry {
+                    subject: subject.clone(),
+                    client: client.clone(),
+                    seq: w.floor,
+                    offset: 0,
+                    reply: Bytes::from_static(b"_\r\n"),
+                    floor: w.floor,
+                    used: w.used,
+                });
+            }
+        }
+        out
     }
 
     /// Write results remembered for deduplication, over all clients.

@@ -41,6 +41,9 @@ use crate::engine::Engine;
 use crate::value::{blob, Hash, List, Set, Value};
 use crate::zset::SortedSet;
 
+pub mod cut;
+pub mod stream;
+
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 6] = b"RCSNAP";
 
@@ -252,7 +255,7 @@ impl<F: Fn(usize, &[u8]) -> bool> Serialize for DbOut<'_, F> {
     }
 }
 
-struct BytesOut<'a>(&'a [u8]);
+pub(crate) struct BytesOut<'a>(pub(crate) &'a [u8]);
 
 impl Serialize for BytesOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -290,7 +293,7 @@ const V_SET: u32 = 4;
 const V_ZSET: u32 = 5;
 const VARIANTS: &[&str] = &["Int", "Str", "List", "Hash", "Set", "ZSet"];
 
-struct ValueOut<'a>(&'a Value);
+pub(crate) struct ValueOut<'a>(pub(crate) &'a Value);
 
 impl Serialize for ValueOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -445,7 +448,7 @@ seq_in!(ZSetIn, SortedSet, "a sorted set", |zset, seq| {
     }
 });
 
-struct ValueIn(Value);
+pub(crate) struct ValueIn(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for ValueIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
