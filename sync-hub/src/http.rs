@@ -255,9 +255,11 @@ async fn serve_conn(shared: Arc<Shared>, sync: Arc<SyncShared>, mut stream: TcpS
                 return;
             }
         };
+        let before = shared.lock().engine.offset();
         let mut resp = route(&shared, &sync, &head, &body);
         // The response leaves once the writes it follows are persisted (the AOF's gate).
-        shared.gate.wait(shared.gate.need()).await;
+        let after = shared.lock().engine.offset();
+        shared.gate.wait(shared.gate.need_after(before, after)).await;
         if let Some(origin) = head.header_str("origin") {
             if origin_allowed(&sync.limits.allowed_origins, Some(origin)) {
                 resp.extra.push(("access-control-allow-origin", origin.to_string()));

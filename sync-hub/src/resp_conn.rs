@@ -230,9 +230,9 @@ impl Conn {
         let mut shutdown = self.shutdown.clone();
         loop {
             while !self.queue.is_empty() {
-                let step = self.run_batch();
+                let (step, before, after) = self.run_batch();
                 // Replies leave once the writes they follow are persisted (the AOF's gate).
-                let need = self.shared.gate.need();
+                let need = self.shared.gate.need_after(before, after);
                 self.shared.gate.wait(need).await;
                 if !self.flush().await? {
                     return Ok("killed".into());
@@ -417,12 +417,14 @@ impl Conn {
         }
     }
 
-    /// Runs queued commands under one lock acquisition.
-    fn run_batch(&mut self) -> Step {
+    /// Runs queued commands under one lock acquisition; returns the engine's offset before
+    /// and after them too (whether the batch wrote).
+    fn run_batch(&mut self) -> (Step, u64, u64) {
         let now = now_ms();
         let shared = self.shared.clone();
         let mut guard = shared.lock();
         let core = &mut *guard;
+        let before = core.engine.offset();
         let mut step = Step::Continue;
         let mut ran = 0;
         let mut errors = 0u64;
@@ -497,7 +499,7 @@ impl Conn {
                 c.last_cmd = name;
             }
         }
-        step
+        (step, before, core.engine.offset())
     }
 
     /// Checks that only the connection layer can make: authentication and RESP2 subscribe
@@ -524,7 +526,10 @@ impl Conn {
             }
             return Some(Reply::err(NOAUTH));
         }
-        if loading && spec.flags & flags::LOADING == 0 {
+        // Containers carry no flags of their own; Redis marks every subcommand of these
+        // `loading` (CLIENT SETINFO, CONFIG GET, … work while the data loads).
+        let container_ok = matches!(spec.name, "client" | "config" | "command" | "pubsub");
+        if loading && spec.flags & flags::LOADING == 0 && !container_ok {
             return Some(Reply::err(crate::persist::LOADING));
         }
         if subscribed {

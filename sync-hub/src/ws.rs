@@ -589,7 +589,11 @@ fn handle_message(shared: &Arc<Shared>, sync: &Arc<SyncShared>, id: ConnId, data
         let dedupe = std::mem::take(&mut out.dedupe);
         // Persisted before the ack can leave; the shared post-batch path below skips them.
         crate::persist::append(&mut core.engine, &mut core.hub, &groups, &dedupe);
-        st.deliver_gated(out, Some(id), sync, shared.gate.need());
+        let need = match groups.last() {
+            Some(g) => g.offset,
+            None => shared.gate.need_after(0, 0),
+        };
+        st.deliver_gated(out, Some(id), sync, need);
         groups
     };
     // The sync lock is released: the sinks (the SyncSink among them) take it again.

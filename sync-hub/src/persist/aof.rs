@@ -313,6 +313,7 @@ impl Aof {
         self.pending.extend_from_slice(rest);
         self.pending_to = to;
         self.write_error = Some(text.clone());
+        self.file.gate.set_stuck(true);
         Err(text)
     }
 
@@ -344,7 +345,8 @@ impl Aof {
             }
         }
         if self.write_error.take().is_some() {
-            tracing::warn!("the append-only file is written again; writes are accepted");
+            self.file.gate.set_stuck(false);
+            tracing::warn!("AOF write error looks solved: the append-only file is written again; writes are accepted");
         }
         self.pending = Vec::new();
         self.mark_written(self.pending_to);

@@ -69,6 +69,9 @@ pub struct Gate {
     durable: AtomicU64,
     /// Unix ms of the oldest write not yet covered by an fsync (0: none).
     dirty_since: AtomicU64,
+    /// The AOF cannot be written (a full disk): writes are refused, and a batch that wrote
+    /// nothing does not wait for the data stuck before it, so reads keep working.
+    stuck: std::sync::atomic::AtomicBool,
     progress: watch::Sender<u64>,
 }
 
@@ -80,6 +83,7 @@ impl Default for Gate {
             written: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             dirty_since: AtomicU64::new(0),
+            stuck: std::sync::atomic::AtomicBool::new(false),
             progress: watch::channel(0).0,
         }
     }
@@ -107,6 +111,27 @@ impl Gate {
             return 0;
         }
         self.appended.load(Ordering::Acquire)
+    }
+
+    /// What a batch must wait for, given the engine's offset before and after it: its own
+    /// writes, or (when it wrote nothing) everything before it, unless the AOF is stuck.
+    pub fn need_after(&self, before: u64, after: u64) -> u64 {
+        if self.mode() == Mode::Off {
+            return 0;
+        }
+        if after > before {
+            return after;
+        }
+        if self.stuck.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.appended.load(Ordering::Acquire)
+    }
+
+    /// Marks the AOF stuck (a write failed) or writable again.
+    pub fn set_stuck(&self, stuck: bool) {
+        self.stuck.store(stuck, Ordering::Release);
+        self.ping();
     }
 
     /// Records that groups up to `offset` were handed to the AOF (under the engine lock).
