@@ -709,8 +709,20 @@ impl<'a> Ctx<'a> {
         self.expire_if_needed_in(self.sess.db, key)
     }
 
+    /// Whether an absolute deadline counts as passed. While another engine's stream is
+    /// applied (a replica, an AOF replayed at start, a browser) never: the stream says
+    /// when a key goes (its `DEL`), and a replay later than the original must not expire
+    /// keys the original still had when the next change came (Redis does not expire keys
+    /// while loading or on replicas either).
+    pub fn deadline_passed(&self, at: u64) -> bool {
+        !self.eng.applying && at <= self.now_ms
+    }
+
     /// Like [`Ctx::expire_if_needed`] in another database.
     pub fn expire_if_needed_in(&mut self, db: usize, key: &[u8]) -> bool {
+        if self.eng.applying {
+            return false;
+        }
         let expired = matches!(self.eng.dbs[db].get(key), Some(e) if e.is_expired(self.now_ms));
         if expired {
             self.record(db, key);

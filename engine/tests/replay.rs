@@ -9,7 +9,8 @@
 //! `REPLAY_SEED=<n>` replays one seed; `REPLAY_SEQS`/`REPLAY_STEPS` scale the run.
 
 use bytes::Bytes;
-use recached_engine::snapshot::{self, SnapshotMeta};
+use recached_engine::aof::{self, Record};
+use recached_engine::snapshot::{self, stream, SnapshotMeta};
 use recached_engine::{Engine, NoHost, Session};
 
 struct Rng(u64);
@@ -147,7 +148,19 @@ fn run(seed: u64, seqs: u64, steps: u64) {
         let mut now = 1_700_000_000_000u64 + rng.below(1_000_000) as u64;
         let mut history = Vec::new();
         let mut in_multi = false;
-        for _ in 0..steps {
+        // The AOF of the whole run, and a base cut part-way with the records after it.
+        let mut aof_all = Vec::new();
+        let (mut base, mut tail, mut cut_at) = (Vec::new(), Vec::new(), None::<u64>);
+        let mut base_done = false;
+        for step in 0..steps {
+            if step == steps / 3 {
+                cut_at = Some(primary.begin_cut("r", now, &[]).expect("no cut yet"));
+            }
+            if cut_at.is_some() && !base_done {
+                let s = primary.cut_step(1 + rng.below(6));
+                base.extend_from_slice(&s.bytes);
+                base_done = s.done;
+            }
             if rng.chance(10) {
                 now += rng.below(2500) as u64;
             }
@@ -166,6 +179,10 @@ fn run(seed: u64, seqs: u64, steps: u64) {
             history.push(format!("@{} {}", now, args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ")));
             primary.execute(&mut sess, &args, now, &mut NoHost);
             for group in primary.take_changes() {
+                aof::encode_group(&group, &[], &mut aof_all);
+                if cut_at.is_some_and(|o| group.offset > o) {
+                    aof::encode_group(&group, &[], &mut tail);
+                }
                 // An error while applying would mean the primary emitted a change it cannot
                 // replay itself.
                 if let Err(e) = replica.apply_group(&group, now) {
@@ -193,9 +210,16 @@ fn run(seed: u64, seqs: u64, steps: u64) {
                 );
             }
         }
+        while cut_at.is_some() && !base_done {
+            let s = primary.cut_step(64);
+            base.extend_from_slice(&s.bytes);
+            base_done = s.done;
+        }
         // Expire what is due on both sides, then the snapshots must be the same bytes.
         primary.sweep(now, usize::MAX);
         for group in primary.take_changes() {
+            aof::encode_group(&group, &[], &mut aof_all);
+            aof::encode_group(&group, &[], &mut tail);
             replica.apply_group(&group, now).ok();
         }
         replica.sweep(now, usize::MAX);
@@ -205,7 +229,42 @@ fn run(seed: u64, seqs: u64, steps: u64) {
             let order = |e: &Engine| e.dbs().iter().map(|db| db.iter().map(|(k, v)| format!("{}={:?}", String::from_utf8_lossy(k), v.value)).collect::<Vec<_>>()).collect::<Vec<_>>();
             panic!("seed {} seq {}: snapshots differ\nprimary {:?}\nreplica {:?}\n  {}", seed, seq, order(&primary), order(&replica), history.join("\n  "));
         }
+        // The AOF, replayed from an empty engine later than it was written (as at a
+        // restart), and the base plus the records after its cut, give the same bytes.
+        let later = now + rng.below(100_000) as u64;
+        let mut from_aof = Engine::default();
+        replay(&mut from_aof, &aof_all, later);
+        let mut from_base = Engine::default();
+        if cut_at.is_some() {
+            let loaded = stream::decode(&base, 16).unwrap_or_else(|e| panic!("seed {} seq {}: base does not load: {}", seed, seq, e));
+            stream::install(&mut from_base, loaded, later);
+            assert_eq!(Some(from_base.offset()), cut_at, "the base stands at the cut's offset");
+            replay(&mut from_base, &tail, later);
+        }
+        let mut primary_later = primary.clone();
+        primary_later.sweep(later, usize::MAX);
+        for (what, eng) in [("the AOF", &mut from_aof), ("base + increments", &mut from_base)] {
+            if what == "base + increments" && cut_at.is_none() {
+                continue;
+            }
+            eng.sweep(later, usize::MAX);
+            if snapshot::encode(eng, &meta) != snapshot::encode(&primary_later, &meta) {
+                panic!("seed {} seq {}: {} replayed to another state\n  {}", seed, seq, what, history.join("\n  "));
+            }
+        }
     }
+}
+
+/// Applies every group record of an AOF increment at `now_ms`.
+fn replay(engine: &mut Engine, file: &[u8], now_ms: u64) {
+    let scan = aof::scan(&Bytes::copy_from_slice(file)).expect("own AOF reads back");
+    assert!(!scan.truncated);
+    for r in scan.records {
+        if let Record::Group { group, .. } = r {
+            engine.apply_group(&group, now_ms).expect("own AOF record applies");
+        }
+    }
+    engine.take_changes();
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

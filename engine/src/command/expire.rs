@@ -119,7 +119,7 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], basetime: u64, seconds: bool, n
     if refused {
         return Reply::Int(0);
     }
-    if when <= ctx.now_ms as i64 {
+    if when <= 0 || ctx.deadline_passed(when as u64) {
         ctx.delete(key);
         ctx.emit(&[b"DEL", key]);
         ctx.notify(EventClass::Generic, "del", key);

@@ -233,7 +233,7 @@ fn set_string_as(ctx: &mut Ctx, key: &[u8], value: &[u8], ttl: Ttl, event: &'sta
         Ttl::At(t) => t,
         Ttl::Keep => ctx.read(key).map(|e| e.expire_at).unwrap_or(0),
     };
-    if expire_at != 0 && expire_at <= ctx.now_ms {
+    if expire_at != 0 && ctx.deadline_passed(expire_at) {
         if ctx.delete(key) {
             ctx.emit(&[b"DEL", key]);
             ctx.notify(EventClass::Generic, "del", key);
@@ -279,7 +279,7 @@ fn getex(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     };
     match at {
         // Only an absolute deadline can already have passed: relative ones are > 0.
-        Some(at) if opts.absolute() && at <= ctx.now_ms => {
+        Some(at) if opts.absolute() && ctx.deadline_passed(at) => {
             ctx.delete(key);
             ctx.emit(&[b"DEL", key]);
             ctx.notify(EventClass::Generic, "del", key);
