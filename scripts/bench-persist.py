@@ -11,8 +11,9 @@ disk), and measures, in this order (`--only` picks parts):
      req/s, p50, p99.
   2. SET from one client (`-c 1`) with `appendfsync always`: req/s, p50, p99, and the
      disk's own fsync time (write 100 bytes + `os.fsync`, 200 times, in the run
-     directory; `os.fdatasync` too, which is what Redis's AOF calls), so that
-     p99 / fsync-median says how many fsyncs one request waits for.
+     directory, before and after the benchmarks, pooled; `os.fdatasync` too, which is
+     what both servers' AOFs call), so that p99 / fsync-median says how many fsyncs one
+     request waits for.
   3. BGSAVE of `--keys` keys (default 1,000,000) under a concurrent write load
      (`redis-benchmark -t set -c 50 -r N -d 16`): the save's duration, the server's
      memory growth during it, and the load's p99.9 and max latency compared with the
@@ -66,7 +67,8 @@ Method and fairness
     buffers). Summing Private_Dirty instead would drop the shared pages (the sum can go
     *down*) and count each copied page twice, and the parent's VmRSS alone misses the
     copies (a copied page replaces a shared one in the parent's RSS), which is why it is
-    shown only as a second row.
+    shown only as a second row, without a ratio. A control row gives the same Pss growth
+    over the baseline run (same load, same 5 ms observer, no save).
   - latency: p99.9 and max of the whole write-load run that contains the save (BGSAVE
     is sent `lead` seconds after the load starts), against the run without a save. The
     run lasts max(S, lead + 3 x an idle BGSAVE's duration + 1 s), so the save fits.
@@ -137,19 +139,46 @@ def descendants(pid):
     return out
 
 
-def kill_tree(proc):
-    """SIGKILL proc's descendants (by pid), then proc itself, and reap it."""
-    if proc.poll() is None:
-        for pid in descendants(proc.pid):
+def become_subreaper():
+    """Orphaned descendants (a server's fork child outliving it) are reparented to this
+    process instead of pid 1, so reap() can collect them and no zombie is left."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def reap(pids, wait=2.0):
+    """Collects the given pids once they are our (reparented) children and have exited."""
+    end = time.time() + wait
+    todo = set(pids)
+    while todo and time.time() < end:
+        for pid in list(todo):
             try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    todo.discard(pid)
+            except ChildProcessError:
+                todo.discard(pid)   # not ours, or already gone
+        if todo:
+            time.sleep(0.01)
+
+
+def kill_tree(proc, kids=None):
+    """SIGKILL proc's descendants (by pid), then proc itself; reap them all."""
+    kids = descendants(proc.pid) if kids is None and proc.poll() is None else (kids or [])
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if proc.poll() is None:
         try:
             proc.kill()
             proc.wait(timeout=5)
         except Exception:
             pass
+    reap(kids)
 
 
 def kill_all():
@@ -282,12 +311,7 @@ class Server:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        kill_tree(p)
+        kill_tree(p, kids)
 
     def dir_size(self, sub=""):
         total = 0
@@ -417,8 +441,8 @@ def pipe_load(server, path, count):
         raise RuntimeError(f"--pipe load into {server.kind} failed: {out[-300:]}")
 
 
-def fsync_times(directory, rounds=200):
-    """Median and p99 (ms) of write(100 bytes)+fsync and of write+fdatasync, appending."""
+def fsync_probe(directory, rounds=200):
+    """Milliseconds of write(100 bytes)+fsync and of write+fdatasync, appending, `rounds` each."""
     res = {}
     for name, fn in (("fsync", os.fsync), ("fdatasync", os.fdatasync)):
         path = os.path.join(directory, f"{name}.probe")
@@ -433,9 +457,13 @@ def fsync_times(directory, rounds=200):
         finally:
             os.close(fd)
             os.unlink(path)
-        times.sort()
-        res[name] = (statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))])
+        res[name] = times
     return res
+
+
+def median_p99(xs):
+    xs = sorted(xs)
+    return statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.99))]
 
 
 # ---------------------------------------------------------------- the run
@@ -503,15 +531,20 @@ class Run:
 
     def part2(self):
         S = self.a.seconds
-        ft = fsync_times(self.root)
-        log(f"disk: fsync median {ft['fsync'][0]:.3f} ms p99 {ft['fsync'][1]:.3f}; "
-            f"fdatasync median {ft['fdatasync'][0]:.3f} p99 {ft['fdatasync'][1]:.3f}")
+        before = fsync_probe(self.root)
         pair = self.servers("p2-always-c1", ["--appendonly", "yes", "--appendfsync", "always"])
         res = {}
         for s in self.order(pair):
             res[s.kind] = measure(s, "set", 1, 1, 100000, 16, S, "2 SET c1 always")
         for s in pair:
             s.stop()
+        after = fsync_probe(self.root)
+        # The disk's fsync time drifts (other writers on a shared machine): probe it before
+        # and after the two benchmarks and pool the samples.
+        ft = {k: median_p99(before[k] + after[k]) for k in before}
+        log(f"disk: fsync median {ft['fsync'][0]:.3f} ms p99 {ft['fsync'][1]:.3f} (medians before/after "
+            f"{statistics.median(before['fsync']):.3f}/{statistics.median(after['fsync']):.3f}); "
+            f"fdatasync median {ft['fdatasync'][0]:.3f} p99 {ft['fdatasync'][1]:.3f}")
         h, r = res["hub"], res["redis"]
         case = "SET -c 1, appendfsync always"
         fs = ft["fsync"][0]
@@ -519,12 +552,14 @@ class Run:
         self.row(2, case, "p50 ms", h["p50"], r["p50"], False, fmt_ms)
         self.row(2, case, "p99 ms", h["p99"], r["p99"], False, fmt_ms)
         self.row(2, case, "p99 / fsync median", h["p99"] / fs, r["p99"] / fs, False, fmt_x)
-        self.row(2, case, "req/s x fsync median (1.0: fsync-bound)",
+        self.row(2, case, "req/s x fsync median (about 1: one fsync per request)",
                  h["rps"] * fs / 1000, r["rps"] * fs / 1000, True, fmt_x)
-        self.rows.append((2, "disk of the run directory", "write 100 B + fsync, median / p99 ms",
-                          f"{ft['fsync'][0]:.3f} / {ft['fsync'][1]:.3f}", "(same disk)", float("nan"), ""))
-        self.rows.append((2, "disk of the run directory", "write 100 B + fdatasync, median / p99 ms",
-                          f"{ft['fdatasync'][0]:.3f} / {ft['fdatasync'][1]:.3f}", "(same disk)", float("nan"), ""))
+        for name in ("fsync", "fdatasync"):
+            b, a = statistics.median(before[name]), statistics.median(after[name])
+            self.rows.append((2, "disk of the run directory (2 x 200 probes, before and after)",
+                              f"write 100 B + {name}: median / p99 ms (median before, after)",
+                              f"{ft[name][0]:.3f} / {ft[name][1]:.3f} ({b:.3f}, {a:.3f})", "(same disk)",
+                              float("nan"), ""))
 
     def sampled(self, s, bgsave, bench_proc=None):
         """Samples s every 5 ms (INFO persistence, VmRSS, Pss of s and its descendants).
@@ -628,7 +663,7 @@ class Run:
         self.row(3, case, "save duration, no load, ms", hi["secs"] * 1000, ri["secs"] * 1000, False, fmt_ms0)
         self.row(3, case, "save duration under the write load, ms (until INFO says done)",
                  hs["secs"] * 1000, rs["secs"] * 1000, False, fmt_ms0)
-        self.row(3, case, "Redis fork child's lifetime under load, ms (fork → exit)",
+        self.row(3, case, "Redis fork child's lifetime under load, ms (BGSAVE sent → child exited)",
                  None, rs["child_secs"] * 1000 if rs["child_secs"] else None, False, fmt_ms0)
         self.row(3, case, "Redis fork time (INFO latest_fork_usec), ms", None,
                  rs["fork_usec"] / 1000 if rs["fork_usec"] is not None else None, False, fmt_ms)
@@ -643,6 +678,11 @@ class Run:
                  compare=False)
         self.row(3, case, "server-reported rdb_last_cow_size, MB (the hub forks nothing)",
                  (hs["cow"] or 0) / 2**20, (rs["cow"] or 0) / 2**20, False, fmt_mb, compare=False)
+        self.row(3, case, "samples during the save under load (mean interval ms)", hs["samples"], rs["samples"],
+                 False, compare=False, shown=(f"{hs['samples']} ({hs['interval_ms']:.1f})",
+                                              f"{rs['samples']} ({rs['interval_ms']:.1f})"))
+        self.row(3, case, "share of the write-load run the save covered, %",
+                 100 * hs["secs"] / hd["secs"], 100 * rs["secs"] / rd["secs"], False, fmt_mb, compare=False)
         self.row(3, case, "write load p99.9 ms, no save", hb["p999"], rb["p999"], False, fmt_ms)
         self.row(3, case, "write load p99.9 ms, during save", hd["p999"], rd["p999"], False, fmt_ms)
         self.row(3, case, "write load max ms, no save", hb["max"], rb["max"], False, fmt_ms)
@@ -711,7 +751,7 @@ class Run:
             for test in tests:
                 res = {}
                 for s in self.order(pair):
-                    res[s.kind] = measure(s, test, 50, 16, 100000, 16, S, f"6 P16 {test} {label[:12]}")
+                    res[s.kind] = measure(s, test, 50, 16, 100000, 16, S, f"6 P16 {test} {'aof' if 'yes' in flags else 'memory'}")
                 h, r = res["hub"], res["redis"]
                 case = f"-P 16 -c 50, {label}"
                 rates.append(self.row(6, case, f"{test} req/s (p99 ms)", h["rps"], r["rps"], True,
@@ -817,6 +857,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (apt-get install redis-tools)")
     DEADLINE[0] = time.time() + a.max_seconds
+    become_subreaper()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)

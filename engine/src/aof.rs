@@ -10,7 +10,7 @@
 //! already `SET`, an eviction already `DEL`.
 //!
 //! ```text
-//! record  := len varint | crc u32le (CRC-32 of body) | body[len]
+//! record  := len varint | crc u32le (CRC-32 of the len bytes and the body) | body[len]
 //! body    := 1 group | 2 stream
 //! group   := offset varint | n varint | change*n | d varint | dedupe*d
 //! change  := db varint | argc varint | (len varint | bytes)*argc
@@ -21,8 +21,11 @@
 //! ```
 //!
 //! A record cut short by the end of the file ([`Decoded::Incomplete`]) is what a crash in
-//! the middle of a write leaves; the host may drop it (`aof-load-truncated`). A complete
-//! record whose CRC or body is wrong is damage ([`AofError`]), never guessed around.
+//! the middle of a write leaves; the host may drop it (`aof-load-truncated`). So is a tail
+//! of zero bytes (what some file systems leave after a power loss). A complete record whose
+//! CRC or body is wrong is damage ([`AofError`]), never guessed around; and a "cut short"
+//! record followed by whole records is damage too (a flipped length), found by
+//! [`scan`].
 //!
 //! # Manifest
 //! Text, one line per file, as Redis 7 writes it:
@@ -119,10 +122,14 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// Wraps a body: length, CRC, body.
+/// Wraps a body: length, CRC (of the length's bytes and the body), body.
 fn frame(body: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
     put_varint(out, body.len() as u64);
-    out.extend_from_slice(&Crc32::of(body).to_le_bytes());
+    let mut crc = Crc32::new();
+    crc.update(&out[start..]);
+    crc.update(body);
+    out.extend_from_slice(&crc.finish().to_le_bytes());
     out.extend_from_slice(body);
 }
 
@@ -260,7 +267,10 @@ pub fn decode(buf: &Bytes) -> Result<Decoded, AofError> {
         return Ok(Decoded::Incomplete);
     };
     let stored = u32::from_le_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]);
-    let computed = Crc32::of(&buf[body_start..body_end]);
+    let mut crc = Crc32::new();
+    crc.update(&buf[..pos]);
+    crc.update(&buf[body_start..body_end]);
+    let computed = crc.finish();
     if stored != computed {
         return Err(AofError::Checksum { stored, computed });
     }
@@ -269,7 +279,7 @@ pub fn decode(buf: &Bytes) -> Result<Decoded, AofError> {
         TAG_GROUP => {
             let offset = r.varint()?;
             let n = r.count()?;
-            let mut changes = Vec::with_capacity(n);
+            let mut changes = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
                 let db = r.varint()?;
                 let db = u16::try_from(db).map_err(|_| AofError::Corrupt("database index out of range"))?;
@@ -277,14 +287,14 @@ pub fn decode(buf: &Bytes) -> Result<Decoded, AofError> {
                 if argc == 0 {
                     return Err(AofError::Corrupt("a change with no arguments"));
                 }
-                let mut args = Vec::with_capacity(argc);
+                let mut args = Vec::with_capacity(argc.min(1024));
                 for _ in 0..argc {
                     args.push(r.bytes()?);
                 }
                 changes.push(Change { db, args });
             }
             let d = r.count()?;
-            let mut dedupe = Vec::with_capacity(d);
+            let mut dedupe = Vec::with_capacity(d.min(1024));
             for _ in 0..d {
                 dedupe.push(match r.byte()? {
                     DEDUPE_PUT => DedupeChange::Put(DedupeEntry {
@@ -322,18 +332,37 @@ pub struct Scan {
     pub truncated: bool,
 }
 
+/// A torn write leaves at most what one write put out; a "torn" tail longer than this is
+/// taken for damage rather than searched for whole records.
+const MAX_TORN_TAIL: usize = 64 << 20;
+
+/// Whether a whole, valid record starts anywhere after `from` (a record that seemed cut
+/// short by the end of the file had a damaged length).
+fn record_follows(buf: &Bytes, from: usize) -> bool {
+    (from + 1..buf.len()).any(|q| matches!(decode(&buf.slice(q..)), Ok(Decoded::Record(..))))
+}
+
 /// Reads every record of an increment file. Damage anywhere is an error with its byte
-/// offset; a record cut by the end of the input is reported in [`Scan::truncated`].
+/// offset; a record cut by the end of the input (or a tail of zeros) is reported in
+/// [`Scan::truncated`].
 pub fn scan(buf: &Bytes) -> Result<Scan, (usize, AofError)> {
     let mut out = Scan::default();
     let mut pos = 0;
     while pos < buf.len() {
+        let zeros = || buf[pos..].iter().all(|&b| b == 0);
         match decode(&buf.slice(pos..)) {
             Ok(Decoded::Record(r, n)) => {
                 out.records.push(r);
                 pos += n;
             }
+            Ok(Decoded::Incomplete) | Err(_) if zeros() => {
+                out.truncated = true;
+                break;
+            }
             Ok(Decoded::Incomplete) => {
+                if buf.len() - pos > MAX_TORN_TAIL || record_follows(buf, pos) {
+                    return Err((pos, AofError::Corrupt("a record runs past the end of the file, but whole records follow it: its length is damaged")));
+                }
                 out.truncated = true;
                 break;
             }
@@ -521,6 +550,19 @@ mod tests {
         let (at, e) = scan(&Bytes::from(bad)).unwrap_err();
         assert_eq!(at, one);
         assert!(matches!(e, AofError::Checksum { .. }));
+        // A length flipped to run past the end, with a whole record after it: damage, not
+        // a torn write.
+        let mut three = out.clone();
+        encode_group(&group(3), &[], &mut three);
+        let mut flipped = three.clone();
+        flipped[one] |= 0x7f;
+        flipped.insert(one + 1, 0x7f);
+        assert!(scan(&Bytes::from(flipped)).is_err(), "a damaged length is not a torn tail");
+        // A zero-filled tail (a power loss on some file systems) is torn, not damage.
+        let mut zeros = out.clone();
+        zeros.extend_from_slice(&[0; 512]);
+        let s = scan(&Bytes::from(zeros)).unwrap();
+        assert!(s.truncated && s.records.len() == 2 && s.valid_len == out.len());
         // A forged length never makes the decoder read or reserve beyond the input.
         let mut forged = Vec::new();
         put_varint(&mut forged, u32::MAX as u64);

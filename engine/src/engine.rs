@@ -98,6 +98,11 @@ impl Session {
     }
 }
 
+/// Redis refuses PING too when it cannot persist (`MISCONF`), not on a read-only replica.
+fn refuses_ping(refusal: &Reply) -> bool {
+    matches!(refusal, Reply::Error(e) if e.starts_with("MISCONF"))
+}
+
 /// What a host must do with a client that blocks (BLPOP and friends).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
@@ -229,7 +234,7 @@ impl Engine {
     /// The refusal `spec` gets now, if any.
     fn refusal_for(&self, spec: &CommandSpec) -> Option<Reply> {
         let refused = self.write_refusal.as_ref()?;
-        (!self.applying && (spec.is_write() || spec.name == "ping")).then(|| refused.clone())
+        (!self.applying && (spec.is_write() || (spec.name == "ping" && refuses_ping(refused)))).then(|| refused.clone())
     }
 
     /// The settings.
@@ -300,6 +305,7 @@ impl Engine {
 
     /// Executes one command for `session`. `args[0]` is the command name.
     pub fn execute(&mut self, session: &mut Session, args: &[Bytes], now_ms: u64, host: &mut dyn Host) -> Outcome {
+        self.in_exec = false;
         let outcome = self.dispatch(session, args, now_ms, host);
         self.commit(None);
         outcome
@@ -333,7 +339,7 @@ impl Engine {
                 return Outcome::Reply(Reply::err("ERR Command not allowed inside a transaction"));
             }
             if !spec.runs_in_multi() {
-                if let Some(refused) = self.write_refusal.as_ref().filter(|_| spec.is_write()) {
+                if let Some(refused) = self.write_refusal.as_ref().filter(|r| spec.is_write() || (spec.name == "ping" && refuses_ping(r))) {
                     multi.failed = true;
                     return Outcome::Reply(refused.clone());
                 }
@@ -394,7 +400,11 @@ impl Engine {
         if let Some(refused) = self.write_refusal.clone() {
             let writes = multi.queue.iter().any(|a| command::lookup(&a[0]).is_some_and(|s| s.is_write()));
             if writes {
-                return refused;
+                let text = match &refused {
+                    Reply::Error(e) => e.to_string(),
+                    other => format!("{:?}", other),
+                };
+                return Reply::err(format!("EXECABORT Transaction discarded because of: {}", text));
             }
         }
         let mut replies = Vec::with_capacity(multi.queue.len());

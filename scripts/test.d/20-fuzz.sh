@@ -18,7 +18,7 @@ source scripts/env.sh
 SECS="${RECACHED_FUZZ_SECONDS:-20}"
 MODE="${RECACHED_FUZZ:-auto}"
 CARGO_FUZZ_VERSION="0.13.2"
-TARGETS=(resp_command resp_frame execute snapshot_decode)
+TARGETS=(resp_command resp_frame execute snapshot_decode aof_decode stream_decode)
 # Its own target dir: sanitizer flags would otherwise rebuild the main workspace's engine.
 export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
 

@@ -29,7 +29,9 @@ pub struct Waiter {
     /// What to answer at the deadline (or on `CLIENT UNBLOCK … TIMEOUT`).
     pub timeout_reply: Reply,
     /// Where the reply goes when the command is served.
-    pub tx: oneshot::Sender<Reply>,
+    /// The reply, with the engine's offset after the command ran: the reply waits for
+    /// the AOF to hold that offset (the command's own writes).
+    pub tx: oneshot::Sender<(Reply, u64)>,
 }
 
 /// Every parked client, and the FIFO queue of each key.
@@ -107,7 +109,7 @@ impl Blocked {
 mod tests {
     use super::*;
 
-    fn waiter(keys: &[&str]) -> (Waiter, oneshot::Receiver<Reply>) {
+    fn waiter(keys: &[&str]) -> (Waiter, oneshot::Receiver<(Reply, u64)>) {
         let (tx, rx) = oneshot::channel();
         let w = Waiter {
             session: Session::new(1),

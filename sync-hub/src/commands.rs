@@ -467,7 +467,7 @@ impl HostCalls<'_> {
                 match self.hub.blocked.remove(target as u64) {
                     Some(w) => {
                         let reply = if error { Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK") } else { w.timeout_reply.clone() };
-                        let _ = w.tx.send(reply);
+                        let _ = w.tx.send((reply, 0));
                         Reply::Int(1)
                     }
                     None => Reply::Int(0),

@@ -425,7 +425,7 @@ impl Core {
                 if let Outcome::Reply(reply) = outcome {
                     if let Some(w) = self.hub.blocked.remove(id) {
                         // The receiver may be gone (client closed at this moment); nothing to do.
-                        let _ = w.tx.send(reply);
+                        let _ = w.tx.send((reply, self.engine.offset()));
                     }
                 }
             }

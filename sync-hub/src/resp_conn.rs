@@ -41,7 +41,7 @@ enum Step {
     /// The queue is empty (or the batch was cut for fairness): read or run more.
     Continue,
     /// The last command blocked: wait for its reply or its deadline.
-    Blocked(oneshot::Receiver<Reply>, Option<u64>),
+    Blocked(oneshot::Receiver<(Reply, u64)>, Option<u64>),
     /// The next command is an AUTH attempt throttled until then.
     Delay(Instant),
     /// Close after flushing.
@@ -548,7 +548,7 @@ impl Conn {
     }
 
     /// Waits for a parked command's reply. `Ok(Some(reason))` closes the connection.
-    async fn wait_blocked(&mut self, mut rx: oneshot::Receiver<Reply>, deadline_ms: Option<u64>) -> std::io::Result<Option<String>> {
+    async fn wait_blocked(&mut self, mut rx: oneshot::Receiver<(Reply, u64)>, deadline_ms: Option<u64>) -> std::io::Result<Option<String>> {
         let deadline = deadline_ms.map(|d| tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -559,8 +559,7 @@ impl Conn {
                 biased;
                 r = &mut rx => {
                     return match r {
-                        Ok(reply) => {
-                            let need = self.shared.gate.need();
+                        Ok((reply, need)) => {
                             self.shared.gate.wait(need).await;
                             self.handle.take_into(&mut self.wbuf);
                             self.emit(&reply);
@@ -588,7 +587,10 @@ impl Conn {
                         Some(w) => w.timeout_reply,
                         // Served in the same instant: the reply is already in the channel.
                         None => match rx.try_recv() {
-                            Ok(r) => r,
+                            Ok((r, need)) => {
+                                self.shared.gate.wait(need).await;
+                                r
+                            }
                             Err(_) => return Ok(Some("killed while blocked".into())),
                         },
                     };

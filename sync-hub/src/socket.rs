@@ -59,6 +59,9 @@ enum Kind {
 #[derive(Default)]
 struct Out {
     queue: VecDeque<Entry>,
+    /// Messages waiting for the AOF (the offset they need), in order, before `queue` gets
+    /// them; counted in `bytes`, `pushed` and `solicited` like queued ones.
+    held: VecDeque<(u64, Entry)>,
     /// The front entry is partly written: it must be finished before anything else.
     partial: bool,
     bytes: usize,
@@ -83,6 +86,18 @@ impl Out {
     fn push_back(&mut self, e: Entry) {
         self.add(&e, true);
         self.queue.push_back(e);
+    }
+
+    fn clear_pushes(&mut self) {
+        let keep = if self.partial { self.pop_front() } else { None };
+        while self.pop_front().is_some() {}
+        while let Some((_, e)) = self.held.pop_front() {
+            self.add(&e, false);
+        }
+        self.partial = keep.is_some();
+        if let Some(k) = keep {
+            self.push_back(k);
+        }
     }
 
     fn pop_front(&mut self) -> Option<Entry> {
@@ -217,20 +232,58 @@ impl Socket {
             return true;
         }
         if push && !o.queue.is_empty() && o.pushed + frame.len() > max_buffer {
-            let keep = if o.partial { o.pop_front() } else { None };
-            while o.pop_front().is_some() {}
-            o.partial = keep.is_some();
-            if let Some(k) = keep {
-                o.push_back(k);
-            }
-            o.close = Some(Close::slow_consumer(max_buffer));
-            drop(o);
-            self.notify.notify_one();
-            return false;
+            return self.slow_consumer(o, max_buffer);
         }
         let kind = if push { Kind::Push } else { Kind::Solicited };
         self.enqueue(&mut o, frame, kind, w);
         true
+    }
+
+    fn slow_consumer(&self, mut o: MutexGuard<'_, Out>, max_buffer: usize) -> bool {
+        o.clear_pushes();
+        o.close = Some(Close::slow_consumer(max_buffer));
+        drop(o);
+        self.notify.notify_one();
+        false
+    }
+
+    /// [`Socket::send`] for a message that may leave only once the AOF holds offset `need`
+    /// (`ready` says whether it does now). Held messages keep their order and count
+    /// against the same bounds; [`Socket::release`] sends them. Returns whether the socket
+    /// is still open and whether the message was held.
+    pub fn send_gated(&self, frame: &Bytes, push: bool, need: u64, ready: bool, max_buffer: usize, w: &mut Written) -> (bool, bool) {
+        {
+            let mut o = self.lock();
+            if o.close.is_some() || o.dead {
+                return (true, false);
+            }
+            if !o.held.is_empty() || !ready {
+                if push && o.pushed + frame.len() > max_buffer {
+                    return (self.slow_consumer(o, max_buffer), false);
+                }
+                let kind = if push { Kind::Push } else { Kind::Solicited };
+                let e = Entry { data: frame.clone(), at: Instant::now(), kind };
+                o.add(&e, true);
+                o.held.push_back((need, e));
+                return (true, true);
+            }
+        }
+        (self.send(frame, push, max_buffer, w), false)
+    }
+
+    /// Sends the held messages `ready(need)` now allows, in order. Returns whether some
+    /// are still held.
+    pub fn release(&self, ready: impl Fn(u64) -> bool, w: &mut Written) -> bool {
+        let mut o = self.lock();
+        while o.held.front().is_some_and(|(need, _)| ready(*need)) {
+            let Some((_, e)) = o.held.pop_front() else { break };
+            o.add(&e, false);
+            if o.close.is_some() || o.dead {
+                continue;
+            }
+            self.enqueue(&mut o, &e.data, e.kind, w);
+        }
+        !o.held.is_empty()
     }
 
     /// Bytes tungstenite writes (control frames), also while closing.
@@ -278,6 +331,11 @@ impl Socket {
     pub fn is_idle(&self) -> bool {
         let o = self.lock();
         o.queue.is_empty() || o.dead
+    }
+
+    /// Whether messages wait for the AOF.
+    pub fn has_held(&self) -> bool {
+        !self.lock().held.is_empty()
     }
 
     /// Writes queued entries until the queue is empty (`Ok(true)`) or the socket would

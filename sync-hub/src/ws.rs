@@ -20,7 +20,7 @@
 //! queued unconditionally, but a socket's next message is only read once those are
 //! written, so they are bounded by the client's own requests.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -177,17 +177,10 @@ pub struct SyncState {
     /// The protocol state machine.
     pub hub: SyncHub,
     sockets: HashMap<ConnId, Arc<Socket>, Hasher>,
-    /// Output waiting for the AOF (acks and pushes of writes not yet persisted), in order:
-    /// once anything waits, everything after it waits too, so no socket sees a later
-    /// message before an earlier one.
-    held: VecDeque<Held>,
-}
-
-/// Output held until the gate lets it go.
-struct Held {
-    need: u64,
-    out: Output,
-    requester: Option<ConnId>,
+    /// Sockets holding messages that wait for the AOF (acks and pushes of writes not yet
+    /// persisted); each socket keeps its own order, so one socket waiting never holds up
+    /// another.
+    held: std::collections::HashSet<ConnId, Hasher>,
 }
 
 impl SyncState {
@@ -199,23 +192,18 @@ impl SyncState {
         })
     }
 
-    /// Queues `out` now if the writes it depends on (up to `need`) are persisted and
-    /// nothing is held before it; else holds it for [`release`].
+    /// Queues `out`, each message once the writes it depends on (up to `need`) are
+    /// persisted (held on its socket until [`release`] sends it).
     fn deliver_gated(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared, need: u64) {
-        if self.held.is_empty() && sync.gate.ready(need) {
-            self.deliver(out, requester, sync);
-        } else {
-            self.held.push_back(Held { need, out, requester });
-        }
+        self.deliver(out, requester, sync, need);
     }
 
-    /// Delivers held output the gate now allows, in order.
+    /// Sends what the sockets hold and the gate now allows.
     fn release_ready(&mut self, sync: &SyncShared) {
-        while self.held.front().is_some_and(|h| sync.gate.ready(h.need)) {
-            if let Some(h) = self.held.pop_front() {
-                self.deliver(h.out, h.requester, sync);
-            }
-        }
+        let mut written = Written::default();
+        let sockets = &self.sockets;
+        self.held.retain(|id| sockets.get(id).is_some_and(|s| s.release(|need| sync.gate.ready(need), &mut written)));
+        sync.record(&written);
     }
 
     /// Queues the output of a [`SyncHub`] call on the sockets. Sends to `requester` are
@@ -223,7 +211,8 @@ impl SyncState {
     /// snapshot after SWAPDB) are what a subscription needs to be whole again; neither
     /// counts against the bound. Every other send is a push and does. Returns the groups
     /// for the caller's post-batch work.
-    fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared) -> Vec<ChangeGroup> {
+    fn deliver(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared, need: u64) -> Vec<ChangeGroup> {
+        let ready = sync.gate.ready(need);
         let mut catch_up: HashMap<ConnId, usize> = out.catch_up.into_iter().collect();
         let mut written = Written::default();
         // A payload many sockets get (a fan-out shares one `Bytes`) is framed once: its
@@ -241,7 +230,11 @@ impl SyncState {
             if (framed.0, framed.1) != (bytes.as_ptr(), bytes.len()) {
                 framed = (bytes.as_ptr(), bytes.len(), crate::socket::frame(bytes));
             }
-            if !sock.send(&framed.2, push, sync.limits.max_buffer, &mut written) {
+            let (open, held) = sock.send_gated(&framed.2, push, need, ready, sync.limits.max_buffer, &mut written);
+            if held {
+                self.held.insert(*id);
+            }
+            if !open {
                 sync.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, limit = sync.limits.max_buffer, "closing slow sync consumer");
             }
@@ -272,7 +265,7 @@ impl SyncShared {
         };
         let hub = SyncHub::new(config, crate::tokens::auth_from(settings), replid, offset);
         Arc::new(SyncShared {
-            state: Mutex::new(SyncState { hub, sockets: HashMap::default(), held: VecDeque::new() }),
+            state: Mutex::new(SyncState { hub, sockets: HashMap::default(), held: Default::default() }),
             limits: Limits::from_settings(settings),
             per_ip: Mutex::new(HashMap::new()),
             sockets: AtomicUsize::new(0),

@@ -94,6 +94,8 @@ pub struct CutStep {
     pub done: bool,
     /// Keys serialized so far (when done: in all).
     pub keys: u64,
+    /// There was no cut (it was aborted): the file is incomplete and must be dropped.
+    pub aborted: bool,
 }
 
 impl Cut {
@@ -181,10 +183,10 @@ impl Engine {
     }
 
     /// Walks up to `budget` entries (also stopping once a chunk's worth of bytes is
-    /// ready) and hands out every complete chunk. Without a cut it returns an empty,
-    /// done step.
+    /// ready) and hands out every complete chunk. Without a cut (it was aborted) the step
+    /// says [`CutStep::aborted`].
     pub fn cut_step(&mut self, budget: usize) -> CutStep {
-        let Some(mut cut) = self.cut.take() else { return CutStep { done: true, ..CutStep::default() } };
+        let Some(mut cut) = self.cut.take() else { return CutStep { aborted: true, ..CutStep::default() } };
         let epoch = cut.epoch;
         let mut left = budget.max(1);
         while left > 0 && cut.out.len() < stream::CHUNK_TARGET {
@@ -224,9 +226,9 @@ impl Engine {
         if done {
             cut.flush_batch();
             stream::push_chunk(&mut cut.out, kind::END, &stream::end_payload(cut.keys));
-            return CutStep { bytes: std::mem::take(&mut cut.out), done: true, keys: cut.keys };
+            return CutStep { bytes: std::mem::take(&mut cut.out), done: true, keys: cut.keys, aborted: false };
         }
-        let step = CutStep { bytes: std::mem::take(&mut cut.out), done: false, keys: cut.keys };
+        let step = CutStep { bytes: std::mem::take(&mut cut.out), done: false, keys: cut.keys, aborted: false };
         self.cut = Some(cut);
         step
     }

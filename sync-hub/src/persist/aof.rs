@@ -100,17 +100,24 @@ impl AofFile {
 /// write made meanwhile, on every connection), half a second after the first unsynced
 /// write under `everysec`, never under `no`.
 fn fsync_loop(f: Arc<AofFile>) {
+    let mut last_try_failed = false;
     loop {
         let (files, target, started) = {
             let mut st = f.lock();
             loop {
                 let stopping = f.stop.load(Ordering::Acquire);
                 let dirty = st.written > st.synced || !st.retired.is_empty();
-                if stopping && !dirty {
+                // Stopping: one last attempt, never a retry loop (a disk that keeps failing
+                // must not keep the thread, and whoever joins it, forever).
+                if stopping && (!dirty || last_try_failed) {
                     return;
                 }
                 if dirty {
                     let due = match f.gate.mode() {
+                        // A file a rewrite switched away from is synced at once in every
+                        // mode: the new file's writes must not reach the disk before its own
+                        // (and under `no` nothing else would ever release it).
+                        _ if !st.retired.is_empty() => Some(Duration::ZERO),
                         Mode::Always => Some(Duration::ZERO),
                         Mode::EverySec => {
                             let since = f.gate.dirty_since();
@@ -144,19 +151,28 @@ fn fsync_loop(f: Arc<AofFile>) {
         let mut st = f.lock();
         match result {
             Ok(()) => {
+                last_try_failed = false;
                 st.synced = st.synced.max(target);
-                st.fsync_error = None;
+                let was_failing = st.fsync_error.take().is_some();
                 drop(st);
+                if was_failing {
+                    tracing::warn!("fsync of the append-only file works again");
+                    f.gate.set_stuck(false);
+                }
                 f.gate.synced(target, started);
             }
             Err(e) => {
-                tracing::error!(cause = %e, "fsync of the append-only file failed; retrying");
+                last_try_failed = true;
+                tracing::error!(cause = %e, "fsync of the append-only file failed; writes are refused, retrying every second");
                 st.fsync_error = Some(files::os_text(&e));
                 // Keep the files for the next attempt.
                 let current = st.file.clone();
                 st.retired.extend(files.into_iter().filter(|x| !Arc::ptr_eq(x, &current)));
                 drop(st);
-                std::thread::sleep(Duration::from_millis(1000));
+                f.gate.set_stuck(true);
+                if !f.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1000));
+                }
             }
         }
     }
@@ -185,14 +201,26 @@ pub struct Aof {
     /// `aof_base_size` as Redis reports it: base and increments right after the last
     /// rewrite (the reference for automatic rewrites).
     pub rewrite_base_size: u64,
+    /// Whether the manifest is on disk (false while an AOF switched on at runtime waits
+    /// for its first base).
+    pub on_disk: bool,
 }
 
 impl Aof {
     /// Opens increment `incr` (appending) for an AOF whose state is at `offset`.
-    pub fn open(paths: AofPaths, manifest: Manifest, offset: u64, gate: Arc<Gate>, mode: Mode) -> io::Result<Aof> {
+    pub fn open(paths: AofPaths, mut manifest: Manifest, offset: u64, gate: Arc<Gate>, mode: Mode) -> io::Result<Aof> {
+        if manifest.last_incr().is_none() {
+            // A base alone (BGREWRITEAOF with the AOF off): add the first increment.
+            let seq = next_seq(&manifest)?;
+            let name = paths.incr_name(seq);
+            OpenOptions::new().create(true).write(true).truncate(true).open(paths.file(&name))?.sync_all()?;
+            manifest.files.push(ManifestFile { name, seq, kind: FileKind::Incr });
+            files::write_atomic(&paths.manifest(), manifest.encode().as_bytes())?;
+        }
         let Some(last) = manifest.last_incr() else {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "the manifest names no increment file"));
         };
+        gate.set_stuck(false);
         let path = paths.file(&last.name);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let base_size = manifest.base().and_then(|b| fs::metadata(paths.file(&b.name)).ok()).map(|m| m.len()).unwrap_or(0);
@@ -219,6 +247,7 @@ impl Aof {
             base_size,
             incr_size,
             rewrite_base_size: base_size + incr_size,
+            on_disk: true,
         })
     }
 
@@ -260,7 +289,16 @@ impl Aof {
         let start = groups.partition_point(|g| g.offset <= self.last);
         let groups = &groups[start..];
         if groups.is_empty() {
-            return self.write_error.clone().map_or(Ok(()), Err);
+            if dedupe.is_empty() {
+                return self.write_error.clone().map_or(Ok(()), Err);
+            }
+            // A sync write that changed nothing still changed the dedupe memory.
+            self.buf.clear();
+            aof::encode_group(&ChangeGroup { offset: self.last, changes: Vec::new() }, dedupe, &mut self.buf);
+            let buf = std::mem::take(&mut self.buf);
+            let r = self.write_bytes(&buf, self.last);
+            self.buf = buf;
+            return r;
         }
         self.buf.clear();
         let n = groups.len();
@@ -364,33 +402,57 @@ impl Aof {
 
     /// Writes everything queued and fsyncs it (shutdown, before a mode change).
     pub fn flush_and_sync(&mut self) -> io::Result<()> {
-        self.retry().map_err(io::Error::other)?;
+        // What cannot be written is reported, but what was written is still fsynced.
+        let unwritten = self.retry().err();
         let (files, target) = {
             let mut st = self.file.lock();
             let mut files = std::mem::take(&mut st.retired);
             files.push(st.file.clone());
             (files, st.written)
         };
+        let started = now_ms();
         for f in files {
             f.sync_all()?;
         }
         self.file.lock().synced = target;
-        self.file.gate.synced(target, now_ms());
-        Ok(())
+        self.file.gate.synced(target, started);
+        match unwritten {
+            Some(e) => Err(io::Error::other(e)),
+            None => Ok(()),
+        }
     }
 
-    /// Changes the fsync policy at once (`CONFIG SET appendfsync`).
+    /// Changes the fsync policy at once (`CONFIG SET appendfsync`). Only what is really
+    /// written and fsynced counts as such under the new policy.
     pub fn set_mode(&mut self, mode: Mode) {
-        let _ = self.flush_and_sync();
-        self.file.gate.set_mode(mode, self.last);
+        if let Err(e) = self.flush_and_sync() {
+            tracing::warn!(cause = %e, "the AOF could not be flushed while changing appendfsync");
+        }
+        let (written, synced) = {
+            let st = self.file.lock();
+            (st.written, st.synced)
+        };
+        self.file.gate.set_mode_at(mode, written, synced);
         self.file.cv.notify_one();
+    }
+
+    /// Fsyncs the file being appended to now, off the engine lock (before a rewrite
+    /// switches files, so the switch itself has little left to sync).
+    pub fn sync_current(file: &Arc<AofFile>) -> io::Result<()> {
+        let current = file.lock().file.clone();
+        current.sync_data()
+    }
+
+    /// The shared file state (for [`Aof::sync_current`]).
+    pub fn shared_file(&self) -> Arc<AofFile> {
+        self.file.clone()
     }
 
     /// The first step of a rewrite, off the engine lock: creates the next increment and a
     /// manifest that lists it after every current file, so a crash from here on replays
     /// everything. Returns the new increment's seq and the manifest to keep meanwhile.
     pub fn prepare_rewrite(paths: &AofPaths, manifest: &Manifest) -> io::Result<(u64, Manifest)> {
-        let seq = manifest.files.iter().map(|f| f.seq).max().unwrap_or(0) + 1;
+        let seq = next_seq(manifest)?;
         let name = paths.incr_name(seq);
         let f = OpenOptions::new().create(true).write(true).truncate(true).open(paths.file(&name))?;
         f.sync_all()?;
@@ -407,6 +469,11 @@ impl Aof {
         self.retry().map_err(io::Error::other)?;
         let name = self.paths.incr_name(seq);
         let file = OpenOptions::new().append(true).open(self.paths.file(&name))?;
+        // The old increment's last writes reach the disk before any of the new one's: a
+        // power loss can then only tear the last file, the one a load may cut back.
+        // `prepare_rewrite`'s caller synced it just before, so little is left.
+        let old = self.file.lock().file.clone();
+        old.sync_data()?;
         let mut st = self.file.lock();
         let old = std::mem::replace(&mut st.file, Arc::new(file));
         st.retired.push(old);
@@ -440,6 +507,19 @@ impl Aof {
         self.incr_size = manifest.incrs().filter_map(|f| fs::metadata(self.paths.file(&f.name)).ok()).map(|m| m.len()).sum();
         self.rewrite_base_size = self.base_size + self.incr_size;
         self.manifest = manifest;
+        self.on_disk = true;
+    }
+
+    /// The end of the first rewrite of an AOF switched on at runtime, off the engine lock:
+    /// the manifest naming its base and increment is written, an older AOF's files go.
+    pub fn commit_start(paths: &AofPaths, manifest: &Manifest) -> io::Result<Manifest> {
+        let next = Manifest { files: manifest.files.iter().filter(|f| f.kind != FileKind::History).cloned().collect() };
+        files::write_atomic(&paths.manifest(), next.encode().as_bytes())?;
+        for f in manifest.files.iter().filter(|f| f.kind == FileKind::History) {
+            let _ = fs::remove_file(paths.file(&f.name));
+        }
+        let _ = files::sync_dir(&paths.dir);
+        Ok(next)
     }
 }
 
@@ -453,13 +533,28 @@ impl Drop for Aof {
     }
 }
 
+/// The seq after every file of the manifest.
+pub fn next_seq(manifest: &Manifest) -> io::Result<u64> {
+    manifest
+        .files
+        .iter()
+        .map(|f| f.seq)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the manifest's seq numbers are exhausted"))
+}
+
 /// Creates a fresh AOF from a state at `offset`: its base written from `base` (a streamed
 /// snapshot), an empty first increment, the manifest last. Any old AOF files are removed.
 pub fn create(paths: &AofPaths, base: &[u8]) -> io::Result<Manifest> {
     files::ensure_dir(&paths.dir)?;
     files::remove_stale_temps(&paths.dir);
     let old = read_manifest(paths).ok().flatten();
-    let seq = old.as_ref().map(|m| m.files.iter().map(|f| f.seq).max().unwrap_or(0) + 1).unwrap_or(1);
+    let seq = match &old {
+        Some(m) => next_seq(m)?,
+        None => 1,
+    };
     let base_name = paths.base_name(seq);
     files::write_atomic(&paths.file(&base_name), base)?;
     let incr_name = paths.incr_name(seq);

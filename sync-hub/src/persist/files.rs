@@ -12,7 +12,7 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// A name for a temporary file in `dir` that no other writer of this process uses.
 pub fn temp_path(dir: &Path, stem: &str) -> PathBuf {
     let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("temp-{}-{}-{}.tmp", stem, std::process::id(), n))
+    dir.join(format!("temp-recached-{}-{}-{}.tmp", stem, std::process::id(), n))
 }
 
 /// Fsyncs a directory, so a rename or a new file in it survives a crash.
@@ -63,13 +63,14 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes temporary files a crashed writer left in `dir`.
+/// Removes temporary files a crashed writer of this program left in `dir` (only names
+/// [`temp_path`] makes: `dir` may be shared with other programs).
 pub fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("temp-") && name.ends_with(".tmp") {
+        if name.starts_with("temp-recached-") && name.ends_with(".tmp") {
             let _ = fs::remove_file(e.path());
         }
     }

@@ -105,6 +105,15 @@ impl Gate {
         self.ping();
     }
 
+    /// Changes the mode with what is really written and fsynced (a policy change on a
+    /// running AOF).
+    pub fn set_mode_at(&self, mode: Mode, written: u64, durable: u64) {
+        self.written.fetch_max(written, Ordering::SeqCst);
+        self.durable.fetch_max(durable, Ordering::SeqCst);
+        self.mode.store(mode as u8, Ordering::Release);
+        self.ping();
+    }
+
     /// What a batch that just ran must wait for: the newest offset handed to the AOF.
     pub fn need(&self) -> u64 {
         if self.mode() == Mode::Off {
@@ -152,13 +161,17 @@ impl Gate {
     /// `offset`.
     pub fn synced(&self, offset: u64, started_ms: u64) {
         self.durable.fetch_max(offset, Ordering::SeqCst);
-        // Clear the mark, then look for writes after the fsync's target: a writer that
-        // stored its offset before the look is seen here, one after it sets the mark itself
-        // (its compare-exchange from 0 comes after this store). Such writes happened after
-        // the fsync started, so dating them from its start is conservative.
-        self.dirty_since.store(0, Ordering::SeqCst);
-        if self.written.load(Ordering::SeqCst) > offset {
-            let _ = self.dirty_since.compare_exchange(0, started_ms.max(1), Ordering::SeqCst, Ordering::SeqCst);
+        // Writes after the fsync's target happened after it started, so dating them from
+        // its start is conservative. Set that mark first (never 0 while they wait), then
+        // clear it only if none are waiting; a writer that stores its offset after that
+        // look sets the mark itself (its compare-exchange from 0 comes after the store).
+        let started = started_ms.max(1);
+        self.dirty_since.store(started, Ordering::SeqCst);
+        if self.written.load(Ordering::SeqCst) <= offset {
+            let _ = self.dirty_since.compare_exchange(started, 0, Ordering::SeqCst, Ordering::SeqCst);
+            if self.written.load(Ordering::SeqCst) > offset {
+                let _ = self.dirty_since.compare_exchange(0, started, Ordering::SeqCst, Ordering::SeqCst);
+            }
         }
         self.ping();
     }

@@ -63,6 +63,8 @@ pub enum JobKind {
 /// A background save or rewrite in progress.
 #[derive(Debug)]
 pub struct Job {
+    /// Which job (a finished job only clears its own state).
+    pub id: u64,
     /// What it writes.
     pub kind: JobKind,
     /// When it started.
@@ -108,6 +110,8 @@ pub struct Persist {
     pub last_bgsave_secs: i64,
     /// When the last automatic save was tried.
     pub last_bgsave_try: Option<Instant>,
+    /// When the last rewrite was tried (failed rewrites back off from it).
+    pub last_rewrite_try: Option<Instant>,
     /// Saves started (`rdb_saves`).
     pub saves: u64,
     /// Whether the last rewrite succeeded.
@@ -211,6 +215,8 @@ pub enum StartError {
     Io(String),
 }
 
+static JOB_IDS: AtomicU64 = AtomicU64::new(1);
+
 /// Starts a background save or rewrite (the caller checked nothing runs). Under the lock.
 pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind: JobKind) -> Result<(), StartError> {
     if let Some(k) = hub.persist.running() {
@@ -218,6 +224,7 @@ pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind:
     }
     let Some(shared) = shared.arc() else { return Err(StartError::Io("the hub is stopping".into())) };
     let job = Job {
+        id: JOB_IDS.fetch_add(1, Ordering::Relaxed),
         kind,
         started: Instant::now(),
         dirty_at_start: hub.stats.dirty,
@@ -225,22 +232,21 @@ pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind:
         keys_done: Arc::new(AtomicU64::new(0)),
         cancel: Arc::new(AtomicBool::new(false)),
     };
-    let (cancel, done) = (job.cancel.clone(), job.keys_done.clone());
+    let (id, cancel, done) = (job.id, job.cancel.clone(), job.keys_done.clone());
     match kind {
         JobKind::Save => {
             hub.persist.saves += 1;
+            hub.persist.last_bgsave_try = Some(Instant::now());
             tracing::info!("Background saving started");
         }
         JobKind::Rewrite => {
             hub.persist.rewrites += 1;
+            hub.persist.last_rewrite_try = Some(Instant::now());
             tracing::info!("Background append only file rewriting started");
         }
     }
     hub.persist.job = Some(job);
-    if kind == JobKind::Save {
-        hub.persist.last_bgsave_try = Some(Instant::now());
-    }
-    tokio::spawn(run_job(shared, kind, cancel, done));
+    tokio::spawn(run_job(shared, id, kind, cancel, done));
     Ok(())
 }
 
@@ -249,33 +255,33 @@ fn step(shared: &Shared) -> recached_engine::snapshot::cut::CutStep {
     let mut core = shared.lock();
     let t = Instant::now();
     let mut out = core.engine.cut_step(STEP_ENTRIES);
-    while !out.done && t.elapsed() < STEP_TIME && out.bytes.len() < stream::CHUNK_TARGET * 4 {
+    while !out.done && !out.aborted && t.elapsed() < STEP_TIME && out.bytes.len() < stream::CHUNK_TARGET * 4 {
         let more = core.engine.cut_step(STEP_ENTRIES);
         out.bytes.extend_from_slice(&more.bytes);
         out.done = more.done;
+        out.aborted = more.aborted;
         out.keys = more.keys;
     }
     out
 }
 
-async fn run_job(shared: Arc<Shared>, kind: JobKind, cancel: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+async fn run_job(shared: Arc<Shared>, id: u64, kind: JobKind, cancel: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let result = drive(&shared, kind, &cancel, &done).await;
-    let secs = {
-        let core = shared.lock();
-        core.hub.persist.job.as_ref().map(|j| j.started.elapsed().as_secs() as i64).unwrap_or(0)
-    };
     let mut guard = shared.lock();
     let core = &mut *guard;
-    core.engine.abort_cut();
-    let dirty_at_start = core.hub.persist.job.as_ref().map(|j| j.dirty_at_start).unwrap_or(0);
-    core.hub.persist.job = None;
+    // Only this job's own state: a shutdown may have dropped it and another job may run.
+    let Some(job) = core.hub.persist.job.take_if(|j| j.id == id) else { return };
+    if core.engine.cut_running() {
+        core.engine.abort_cut();
+    }
+    let secs = job.started.elapsed().as_secs() as i64;
     let p = &mut core.hub.persist;
     match (kind, result) {
         (JobKind::Save, Ok(_)) => {
             p.last_bgsave_ok = true;
             p.last_bgsave_secs = secs;
             p.lastsave = now_ms() / 1000;
-            core.hub.stats.dirty = core.hub.stats.dirty.saturating_sub(dirty_at_start);
+            core.hub.stats.dirty = core.hub.stats.dirty.saturating_sub(job.dirty_at_start);
             tracing::info!("Background saving terminated with success");
         }
         (JobKind::Save, Err(e)) => {
@@ -296,58 +302,99 @@ async fn run_job(shared: Arc<Shared>, kind: JobKind, cancel: Arc<AtomicBool>, do
             p.last_rewrite_ok = false;
             p.last_rewrite_secs = secs;
             p.rewrite_failures += 1;
+            if p.aof.as_ref().is_some_and(|a| !a.on_disk) {
+                // The first base of an AOF switched on at runtime: try again (with backoff).
+                p.rewrite_scheduled = true;
+            }
             tracing::error!(cause = %e, "Background AOF rewrite failed");
         }
     }
     refresh_refusal(&mut core.engine, &core.hub);
 }
 
-/// The job's work; `Ok(Some(manifest))` for a committed rewrite.
+/// How a rewrite starts: from an open AOF, for an AOF being switched on, or with the AOF
+/// off (BGREWRITEAOF then writes a base and a manifest, as Redis).
+enum RewriteFrom {
+    Open,
+    Starting,
+    Off,
+}
+
+/// The job's work; `Ok(Some(manifest))` for a committed rewrite of an open AOF.
 async fn drive(shared: &Arc<Shared>, kind: JobKind, cancel: &AtomicBool, done: &AtomicU64) -> Result<Option<recached_engine::aof::Manifest>, String> {
+    let io = |e: std::io::Error| files::os_text(&e);
+    let blocking = |e: tokio::task::JoinError| e.to_string();
     // Off the lock: the files.
-    let (settings, aof_state) = {
+    let (settings, aof_state, aof_file) = {
         let core = shared.lock();
-        let aof = core.hub.persist.aof.as_ref().map(|a| (a.paths.clone(), a.manifest.clone()));
-        (core.hub.settings.clone(), aof)
+        let aof = core.hub.persist.aof.as_ref().map(|a| (a.paths.clone(), a.manifest.clone(), a.on_disk));
+        let file = core.hub.persist.aof.as_ref().map(|a| a.shared_file());
+        (core.hub.settings.clone(), aof, file)
     };
     let mut rewrite = None;
     let dst = match kind {
         JobKind::Save => dump_path(&settings),
         JobKind::Rewrite => {
-            // With the AOF off, BGREWRITEAOF still writes a base and a manifest (as Redis).
-            let (paths, manifest) = aof_state.clone().unwrap_or_else(|| (aof_paths(&settings), Default::default()));
-            files::ensure_dir(&paths.dir).map_err(|e| files::os_text(&e))?;
-            let (seq, next) = if aof_state.is_some() {
-                let p2 = paths.clone();
-                let m2 = manifest.clone();
-                tokio::task::spawn_blocking(move || Aof::prepare_rewrite(&p2, &m2)).await.map_err(|e| e.to_string())?.map_err(|e| files::os_text(&e))?
-            } else {
-                (manifest.files.iter().map(|f| f.seq).max().unwrap_or(0) + 1, manifest.clone())
+            let from = match &aof_state {
+                Some((_, _, true)) => RewriteFrom::Open,
+                Some((_, _, false)) => RewriteFrom::Starting,
+                None => RewriteFrom::Off,
+            };
+            let paths = aof_state.as_ref().map(|a| a.0.clone()).unwrap_or_else(|| aof_paths(&settings));
+            files::ensure_dir(&paths.dir).map_err(io)?;
+            let (seq, next) = match from {
+                RewriteFrom::Open => {
+                    let (p2, m2) = (paths.clone(), aof_state.as_ref().map(|a| a.1.clone()).unwrap_or_default());
+                    let file = aof_file.clone();
+                    tokio::task::spawn_blocking(move || {
+                        // Most of the old increment's unsynced tail goes to disk here, off the
+                        // lock, so the switch has little left to sync.
+                        if let Some(f) = &file {
+                            Aof::sync_current(f)?;
+                        }
+                        Aof::prepare_rewrite(&p2, &m2)
+                    })
+                    .await
+                    .map_err(blocking)?
+                    .map_err(io)?
+                }
+                RewriteFrom::Starting => {
+                    let m = aof_state.as_ref().map(|a| a.1.clone()).unwrap_or_default();
+                    (m.base().map(|b| b.seq).unwrap_or(1), m)
+                }
+                RewriteFrom::Off => {
+                    let on_disk = aof::read_manifest(&paths)?.unwrap_or_default();
+                    (aof::next_seq(&on_disk).map_err(io)?, on_disk)
+                }
             };
             let base = paths.file(&paths.base_name(seq));
-            rewrite = Some((paths, seq, next));
+            rewrite = Some((paths, seq, next, from));
             base
         }
     };
-    let mut out = snapshot::BackgroundFile::create(dst).map_err(|e| files::os_text(&e))?;
-    // Under the lock: the cut, and for a rewrite the switch to the new increment at the
-    // same offset.
+    let mut out = snapshot::BackgroundFile::create(dst).map_err(io)?;
+    // Under the lock: the cut, and for a rewrite of an open AOF the switch to the new
+    // increment at the same offset; the dedupe memory is taken at the same moment.
     {
-        let aux = dedupe_aux(shared);
         let mut guard = shared.lock();
         let core = &mut *guard;
-        if let (Some((_, seq, next)), Some(aof)) = (&rewrite, core.hub.persist.aof.as_mut()) {
-            aof.switch_to(*seq, next.clone()).map_err(|e| files::os_text(&e))?;
+        if cancel.load(Ordering::Acquire) {
+            return Err("the job was cancelled".into());
         }
+        if let Some((_, seq, next, RewriteFrom::Open)) = &rewrite {
+            let Some(aof) = core.hub.persist.aof.as_mut() else { return Err("the AOF was switched off".into()) };
+            aof.switch_to(*seq, next.clone()).map_err(io)?;
+        }
+        let aux = dedupe_aux(shared);
         let id = replid(&core.hub);
         core.engine.begin_cut(&id, now_ms(), &[("dedupe", &aux)]).map_err(|e| e.to_string())?;
     }
     loop {
-        if cancel.load(Ordering::Acquire) {
-            return Err("the save was cancelled".into());
-        }
         let s = step(shared);
         done.store(s.keys, Ordering::Relaxed);
+        if s.aborted || cancel.load(Ordering::Acquire) {
+            return Err("the job was cancelled".into());
+        }
         if out.write(s.bytes).await.is_err() {
             break;
         }
@@ -356,24 +403,29 @@ async fn drive(shared: &Arc<Shared>, kind: JobKind, cancel: &AtomicBool, done: &
         }
         tokio::task::yield_now().await;
     }
-    let size = out.commit().await.map_err(|e| files::os_text(&e))?;
+    let size = out.commit().await.map_err(io)?;
     tracing::debug!(bytes = size, ?kind, "snapshot written");
-    let Some((paths, seq, next)) = rewrite else { return Ok(None) };
-    let aof_on = aof_state.is_some();
-    let m = tokio::task::spawn_blocking(move || {
-        if aof_on {
-            Aof::commit_rewrite(&paths, &next, seq, seq)
-        } else {
-            let m = recached_engine::aof::Manifest {
+    let Some((paths, seq, next, from)) = rewrite else { return Ok(None) };
+    let m = tokio::task::spawn_blocking(move || match from {
+        RewriteFrom::Open => Aof::commit_rewrite(&paths, &next, seq, seq),
+        RewriteFrom::Starting => Aof::commit_start(&paths, &next),
+        RewriteFrom::Off => {
+            let mut m = recached_engine::aof::Manifest {
                 files: vec![recached_engine::aof::ManifestFile { name: paths.base_name(seq), seq, kind: recached_engine::aof::FileKind::Base }],
             };
-            files::write_atomic(&paths.manifest(), m.encode().as_bytes()).map(|_| m)
+            // Increments of an AOF left on disk do not follow this base: drop them.
+            m.files.extend(next.files.iter().filter(|f| f.kind == recached_engine::aof::FileKind::History).cloned());
+            files::write_atomic(&paths.manifest(), m.encode().as_bytes())?;
+            for f in &next.files {
+                let _ = std::fs::remove_file(paths.file(&f.name));
+            }
+            Ok(m)
         }
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| files::os_text(&e))?;
-    Ok(aof_on.then_some(m))
+    .map_err(blocking)?
+    .map_err(io)?;
+    Ok(Some(m))
 }
 
 /// `SAVE` (and the save at shutdown): the whole state written now, under the lock.
@@ -488,27 +540,69 @@ fn cancel_rewrite(hub: &HubState) {
     }
 }
 
-/// Applies a `CONFIG SET` of persistence parameters: the AOF switched on (a fresh base
-/// from the current state, as Redis starts one with a rewrite) or off, the fsync policy.
+/// Switches the AOF on at runtime, as Redis does: writes go to a new increment at once,
+/// and a background rewrite writes its first base from a cut at the same offset; the
+/// manifest that makes the AOF loadable is written when the base is complete. An older
+/// AOF left in the directory is superseded (its files are removed then).
+fn start_aof(engine: &mut Engine, hub: &mut HubState, shared: &Shared) -> Result<(), String> {
+    let paths = aof_paths(&hub.settings);
+    let io = |e: std::io::Error| format!("cannot start the AOF in {}: {}", paths.dir.display(), files::os_text(&e));
+    files::ensure_dir(&paths.dir).map_err(io)?;
+    let old = aof::read_manifest(&paths)?.unwrap_or_default();
+    let seq = aof::next_seq(&old).map_err(io)?;
+    // A crash before the new base is complete must not load the old AOF's stale state.
+    if !old.files.is_empty() {
+        std::fs::remove_file(paths.manifest()).map_err(io)?;
+        files::sync_dir(&paths.dir).map_err(io)?;
+    }
+    let incr = paths.incr_name(seq);
+    std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(paths.file(&incr)).map_err(io)?;
+    let mut manifest = recached_engine::aof::Manifest::default();
+    for f in &old.files {
+        manifest.files.push(recached_engine::aof::ManifestFile { kind: recached_engine::aof::FileKind::History, ..f.clone() });
+    }
+    manifest.files.push(recached_engine::aof::ManifestFile { name: paths.base_name(seq), seq, kind: recached_engine::aof::FileKind::Base });
+    manifest.files.push(recached_engine::aof::ManifestFile { name: incr, seq, kind: recached_engine::aof::FileKind::Incr });
+    let mode = Mode::parse(&hub.settings.appendfsync);
+    let mut aof = Aof::open(paths.clone(), manifest, engine.offset(), shared.gate.clone(), mode).map_err(io)?;
+    aof.on_disk = false;
+    let id = replid(hub);
+    let _ = aof.append_stream(&id, engine.offset());
+    hub.persist.aof = Some(aof);
+    match start_job(engine, hub, shared, JobKind::Rewrite) {
+        Ok(()) => {}
+        Err(StartError::Busy(_)) => {
+            tracing::warn!("AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible.");
+            hub.persist.rewrite_scheduled = true;
+        }
+        Err(StartError::Io(e)) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Drops an AOF off the engine lock: its fsync thread finishes its last fsync first,
+/// which must not hold every client up.
+fn drop_off_lock(aof: Aof) {
+    let _ = std::thread::Builder::new().name("aof-close".into()).spawn(move || drop(aof));
+}
+
+/// Applies a `CONFIG SET` of persistence parameters: the AOF switched on (a first base
+/// written in the background, as Redis starts one with a rewrite) or off, the fsync policy.
 pub fn config_changed(engine: &mut Engine, hub: &mut HubState, shared: &Shared, old: &Settings) -> Result<(), String> {
     let new_on = hub.settings.appendonly;
     if new_on && !old.appendonly && hub.persist.aof.is_none() {
         cancel_rewrite(hub);
-        let aof = open_aof(engine, hub, shared, None)?;
-        hub.persist.aof = Some(aof);
-        let id = replid(hub);
-        let offset = engine.offset();
-        if let Some(a) = hub.persist.aof.as_mut() {
-            let _ = a.append_stream(&id, offset);
-        }
+        start_aof(engine, hub, shared)?;
     } else if !new_on && old.appendonly {
         cancel_rewrite(hub);
         if let Some(mut aof) = hub.persist.aof.take() {
             if let Err(e) = aof.flush_and_sync() {
                 tracing::warn!(cause = %e, "fsync of the AOF failed while switching it off");
             }
+            drop_off_lock(aof);
         }
         shared.gate.set_mode(Mode::Off, engine.offset());
+        shared.gate.set_stuck(false);
     } else if new_on && hub.settings.appendfsync != old.appendfsync {
         if let Some(aof) = hub.persist.aof.as_mut() {
             aof.set_mode(Mode::parse(&hub.settings.appendfsync));
@@ -521,6 +615,13 @@ pub fn config_changed(engine: &mut Engine, hub: &mut HubState, shared: &Shared, 
 /// The save at exit, and the AOF's final fsync. `Err` when the snapshot could not be
 /// saved (SHUTDOWN then refuses unless FORCE).
 pub fn finish(engine: &mut Engine, hub: &mut HubState, shared: &Shared, how: SaveOnExit) -> Result<(), String> {
+    if shared.loading() {
+        // The engine is still the empty stand-in: saving it would replace the files being
+        // loaded (Redis shuts down NOSAVE while loading, too).
+        tracing::warn!("shutting down while the dataset loads: nothing is saved");
+        hub.persist.exit = SaveOnExit::NoSave;
+        return Ok(());
+    }
     if let Some(job) = hub.persist.job.take() {
         job.cancel.store(true, Ordering::Release);
         engine.abort_cut();
@@ -572,7 +673,10 @@ fn tick(core: &mut Core, shared: &Shared) {
     if hub.persist.busy() {
         return;
     }
-    if hub.persist.rewrite_scheduled {
+    // Failed rewrites back off: 5 s, doubling, at most an hour (as Redis's 1 h cap).
+    let backoff = Duration::from_secs((5u64 << hub.persist.rewrite_failures.min(10)).min(3600));
+    let rewrite_may_run = hub.persist.rewrite_failures == 0 || hub.persist.last_rewrite_try.is_none_or(|t| t.elapsed() >= backoff);
+    if hub.persist.rewrite_scheduled && rewrite_may_run {
         hub.persist.rewrite_scheduled = false;
         let _ = start_job(engine, hub, shared, JobKind::Rewrite);
         return;
@@ -593,7 +697,7 @@ fn tick(core: &mut Core, shared: &Shared) {
             }
         }
     }
-    if let Some(aof) = &hub.persist.aof {
+    if let Some(aof) = hub.persist.aof.as_ref().filter(|_| rewrite_may_run) {
         let pct = hub.settings.auto_aof_rewrite_percentage;
         let size = aof.current_size();
         let base = aof.rewrite_base_size.max(1);
@@ -664,7 +768,20 @@ fn load_files(settings: &Settings, progress: &LoadState, tail_bytes: usize) -> R
             return Ok(Found { engine, previous, dedupe: l.dedupe, tail: l.tail, manifest: Some(l.manifest), keys });
         }
         // No AOF yet: start it from the snapshot if there is one (Redis would start empty
-        // and leave the snapshot unread; an existing dataset is never dropped here).
+        // and leave the snapshot unread; an existing dataset is never dropped here). But
+        // AOF files without their manifest are someone's data: never start over them.
+        let prefix = format!("{}.", settings.appendfilename);
+        let orphans: Vec<String> = std::fs::read_dir(&paths.dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&prefix) && (n.ends_with(".incr.aof") || n.ends_with(".base.rcs"))).collect())
+            .unwrap_or_default();
+        if !orphans.is_empty() {
+            return Err(format!(
+                "{} holds AOF files ({}) but no manifest {}: the server does not start over them. Restore the manifest, or move the files away to start without them.",
+                paths.dir.display(),
+                orphans.join(", "),
+                paths.manifest().display()
+            ));
+        }
     }
     progress.total.store(file_len(&dump), Ordering::Relaxed);
     let t = Instant::now();

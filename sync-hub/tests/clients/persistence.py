@@ -498,6 +498,24 @@ def loading_answers_loading():
     load = [l for l in h.log_text().splitlines() if "DB loaded from disk" in l]
     print("  load:", load[-1][-80:] if load else "?")
     h.stop()
+    # SHUTDOWN while loading saves nothing over the file being loaded.
+    h = Hub(d, "--save", "3600 1", wait=False)
+    deadline = time.time() + 30
+    done = False
+    while not done and time.time() < deadline:
+        for line in h.log_text().splitlines():
+            if "listening (RESP)" in line and "addr=127.0.0.1:" in line:
+                p2 = int(line.rsplit(":", 1)[1].split()[0])
+                try:
+                    redis.Redis(host="127.0.0.1", port=p2, socket_timeout=5).shutdown()
+                except (ConnectionError, ResponseError):
+                    pass
+                done = True
+        time.sleep(0.002)
+    h.proc.wait(timeout=30)
+    h = Hub(d)
+    eq(h.client().dbsize(), 1_000_000, "SHUTDOWN during loading kept the snapshot")
+    h.stop()
 
 
 @section
@@ -509,6 +527,10 @@ def appendonly_switched_on_at_runtime():
     eq(r.config_set("appendonly", "yes"), True, "CONFIG SET appendonly yes")
     r.set("k:after", "1")
     eq(info(r)["aof_enabled"], 1, "aof on")
+    # Its first base is written in the background, as Redis's rewrite; from then on the
+    # AOF holds everything.
+    wait_until(lambda: info(r)["aof_rewrite_in_progress"] == 0, "the first base")
+    eq(info(r)["aof_last_bgrewrite_status"], "ok", "first base")
     eq(r.config_set("appendfsync", "always"), True, "CONFIG SET appendfsync always")
     r.set("k:always", "1")
     h.kill9()
@@ -519,7 +541,24 @@ def appendonly_switched_on_at_runtime():
     eq((r.get("k:after"), r.get("k:always")), (b"1", b"1"), "writes after the switch")
     eq(r.config_set("appendonly", "no"), True, "CONFIG SET appendonly no")
     eq(info(r)["aof_enabled"], 0, "aof off")
+    # BGREWRITEAOF with the AOF off writes a base (as Redis); a start with the AOF on then
+    # loads it and opens its first increment.
+    r.set("k:rewritten", "1")
+    eq(r.bgrewriteaof(), True, "BGREWRITEAOF with the AOF off")
+    wait_until(lambda: info(r)["aof_rewrite_in_progress"] == 0, "rewrite")
+    h.kill9()
+    h = Hub(d, "--appendonly", "yes")
+    r = h.client()
+    eq(r.get("k:rewritten"), b"1", "state from a base written with the AOF off")
+    r.set("k:next", "1")
+    h.kill9()
+    h = Hub(d, "--appendonly", "yes")
+    eq(h.client().get("k:next"), b"1", "and its new increment")
     h.stop()
+    # AOF files without a manifest refuse the start instead of being overwritten.
+    os.remove(os.path.join(d, "appendonlydir", "appendonly.aof.manifest"))
+    code, err = start_fails(d, "--appendonly", "yes")
+    check(code == 1 and "no manifest" in err, err)
 
 
 def mount_tmpfs(size):
