@@ -342,31 +342,56 @@ fn record_follows(buf: &Bytes, from: usize) -> bool {
     (from + 1..buf.len()).any(|q| matches!(decode(&buf.slice(q..)), Ok(Decoded::Record(..))))
 }
 
+/// One step of reading an increment file at `pos`: the next record, the end, or a torn
+/// tail (a record cut short by the end of the file, or zeros) that starts at `pos`.
+#[derive(Debug)]
+pub enum Step {
+    /// A record and where the next one starts.
+    Record(Record, usize),
+    /// The file ends here.
+    End,
+    /// The rest of the file (from `pos`) is a torn last write.
+    Torn,
+}
+
+/// Reads the record at `pos` of an increment file held in `buf`. Damage is an error; a
+/// record cut short by the end of the input (or a tail of zeros) is [`Step::Torn`], unless
+/// whole records follow it (then its length was damaged).
+pub fn step(buf: &Bytes, pos: usize) -> Result<Step, AofError> {
+    if pos >= buf.len() {
+        return Ok(Step::End);
+    }
+    let zeros = || buf[pos..].iter().all(|&b| b == 0);
+    match decode(&buf.slice(pos..)) {
+        Ok(Decoded::Record(r, n)) => Ok(Step::Record(r, pos + n)),
+        Ok(Decoded::Incomplete) | Err(_) if zeros() => Ok(Step::Torn),
+        Ok(Decoded::Incomplete) => {
+            if buf.len() - pos > MAX_TORN_TAIL || record_follows(buf, pos) {
+                return Err(AofError::Corrupt("a record runs past the end of the file, but whole records follow it: its length is damaged"));
+            }
+            Ok(Step::Torn)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads every record of an increment file. Damage anywhere is an error with its byte
 /// offset; a record cut by the end of the input (or a tail of zeros) is reported in
 /// [`Scan::truncated`].
 pub fn scan(buf: &Bytes) -> Result<Scan, (usize, AofError)> {
     let mut out = Scan::default();
     let mut pos = 0;
-    while pos < buf.len() {
-        let zeros = || buf[pos..].iter().all(|&b| b == 0);
-        match decode(&buf.slice(pos..)) {
-            Ok(Decoded::Record(r, n)) => {
+    loop {
+        match step(buf, pos).map_err(|e| (pos, e))? {
+            Step::Record(r, next) => {
                 out.records.push(r);
-                pos += n;
+                pos = next;
             }
-            Ok(Decoded::Incomplete) | Err(_) if zeros() => {
+            Step::End => break,
+            Step::Torn => {
                 out.truncated = true;
                 break;
             }
-            Ok(Decoded::Incomplete) => {
-                if buf.len() - pos > MAX_TORN_TAIL || record_follows(buf, pos) {
-                    return Err((pos, AofError::Corrupt("a record runs past the end of the file, but whole records follow it: its length is damaged")));
-                }
-                out.truncated = true;
-                break;
-            }
-            Err(e) => return Err((pos, e)),
         }
     }
     out.valid_len = pos;

@@ -183,6 +183,9 @@ pub struct Engine {
     write_refusal: Option<Reply>,
     /// EXEC is running its queue (host commands ask, e.g. BGSAVE only schedules).
     in_exec: bool,
+    /// Changes are not recorded (a host replaying its own log at start has no consumer
+    /// for them yet).
+    quiet: bool,
 }
 
 impl Default for Engine {
@@ -212,7 +215,15 @@ impl Engine {
             snap_epoch: 0,
             write_refusal: None,
             in_exec: false,
+            quiet: false,
         }
+    }
+
+    /// Stops (or resumes) recording changes: while quiet, commands and applied groups
+    /// change the state and the offset but [`Engine::take_changes`] gets nothing. For a
+    /// host replaying its own AOF at start, whose changes nobody consumes.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     /// Whether the command being run was queued by MULTI and runs inside EXEC.
@@ -296,6 +307,11 @@ impl Engine {
     /// Whether committed change groups are waiting to be taken.
     pub fn has_changes(&self) -> bool {
         !self.groups.is_empty()
+    }
+
+    /// Whether keyspace events are waiting to be taken.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Takes the keyspace events, oldest first.
@@ -511,6 +527,9 @@ impl Engine {
     }
 
     pub(crate) fn push_change(&mut self, change: Change) {
+        if self.quiet {
+            return;
+        }
         match change.key() {
             Some(key) => {
                 let key = key.clone();

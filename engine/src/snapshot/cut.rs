@@ -139,22 +139,14 @@ impl Engine {
         }
         self.snap_epoch += 1;
         let mut out = stream::file_header().to_vec();
-        let meta = StreamMeta {
-            offset: self.offset(),
-            replid: replid.to_string(),
-            created_ms,
-            keys: self.dbs.iter().map(|d| d.len() as u64).collect(),
-        };
+        let meta = StreamMeta { offset: self.offset(), replid: replid.to_string(), created_ms, keys: self.dbs.iter().map(|d| d.len() as u64).collect() };
         stream::push_chunk(&mut out, kind::META, &stream::meta_payload(&meta));
         for (name, data) in aux {
             stream::push_chunk(&mut out, kind::AUX, &stream::aux_payload(name, data));
         }
         let n = self.dbs.len();
-        let walks = (0..n)
-            .rev()
-            .filter(|&i| !self.dbs[i].is_empty())
-            .map(|i| Walk { snap_db: i as u16, source: Source::Live(i), cursor: self.dbs[i].len() })
-            .collect();
+        let walks =
+            (0..n).rev().filter(|&i| !self.dbs[i].is_empty()).map(|i| Walk { snap_db: i as u16, source: Source::Live(i), cursor: self.dbs[i].len() }).collect();
         self.cut = Some(Box::new(Cut {
             epoch: self.snap_epoch,
             walks,

@@ -292,8 +292,7 @@ impl Loader {
                 self.meta = Some(StreamMeta { offset, replid: replid.to_string(), created_ms, keys });
             }
             kind::AUX => {
-                let ((name, data), rest) =
-                    postcard::take_from_bytes::<(&str, &[u8])>(payload).map_err(|e| corrupt(format!("aux: {e}")))?;
+                let ((name, data), rest) = postcard::take_from_bytes::<(&str, &[u8])>(payload).map_err(|e| corrupt(format!("aux: {e}")))?;
                 if !rest.is_empty() {
                     return Err(corrupt("bytes after the aux data".into()));
                 }

@@ -357,11 +357,17 @@ impl Aof {
 
     fn mark_written(&mut self, to: u64) {
         let mut st = self.file.lock();
+        // Under `everysec` the fsync thread only needs waking when the file turns dirty
+        // (it then sleeps until the fsync is due); waking it on every write cost a context
+        // switch per batch.
+        let was_clean = st.written <= st.synced;
         st.written = st.written.max(to);
         drop(st);
         self.file.gate.written(to);
-        if self.file.gate.mode() == Mode::Always || self.file.gate.mode() == Mode::EverySec {
-            self.file.cv.notify_one();
+        match self.file.gate.mode() {
+            Mode::Always => self.file.cv.notify_one(),
+            Mode::EverySec if was_clean => self.file.cv.notify_one(),
+            _ => {}
         }
     }
 
@@ -559,12 +565,7 @@ pub fn create(paths: &AofPaths, base: &[u8]) -> io::Result<Manifest> {
     files::write_atomic(&paths.file(&base_name), base)?;
     let incr_name = paths.incr_name(seq);
     OpenOptions::new().create(true).write(true).truncate(true).open(paths.file(&incr_name))?.sync_all()?;
-    let m = Manifest {
-        files: vec![
-            ManifestFile { name: base_name, seq, kind: FileKind::Base },
-            ManifestFile { name: incr_name, seq, kind: FileKind::Incr },
-        ],
-    };
+    let m = Manifest { files: vec![ManifestFile { name: base_name, seq, kind: FileKind::Base }, ManifestFile { name: incr_name, seq, kind: FileKind::Incr }] };
     files::write_atomic(&paths.manifest(), m.encode().as_bytes())?;
     if let Some(old) = old {
         for f in &old.files {
@@ -683,13 +684,7 @@ pub trait LoadProgress {
 /// Damage refuses the load with a message naming the file, the byte and what to do; a
 /// record cut short at the very end of the last increment is dropped (the file is cut
 /// back to the last whole record) when `load_truncated` allows it.
-pub fn load(
-    paths: &AofPaths,
-    engine: &mut Engine,
-    load_truncated: bool,
-    tail_bytes: usize,
-    progress: &dyn LoadProgress,
-) -> Result<Option<Loaded>, String> {
+pub fn load(paths: &AofPaths, engine: &mut Engine, load_truncated: bool, tail_bytes: usize, progress: &dyn LoadProgress) -> Result<Option<Loaded>, String> {
     let Some(manifest) = read_manifest(paths)? else { return Ok(None) };
     let mut replid = String::new();
     let mut dedupe = DedupeMirror::default();
@@ -723,7 +718,7 @@ pub fn load(
             Err(e) => return Err(format!("cannot read {}: {}", path.display(), files::os_text(&e))),
         };
         progress.read(data.len() as u64);
-        let scan = aof::scan(&data).map_err(|(at, e)| {
+        let damaged = |at: usize, e: aof::AofError| {
             format!(
                 "{} is damaged at byte {}: {}. Run 'recached --check-aof {}' for details; 'recached --check-aof {} --fix' cuts the file at that byte (the records after it are lost). Or restore the file from a backup.",
                 path.display(),
@@ -732,36 +727,19 @@ pub fn load(
                 paths.manifest().display(),
                 paths.manifest().display()
             )
-        })?;
-        if scan.truncated {
-            let last = i + 1 == incrs.len();
-            if !last || !load_truncated {
-                return Err(format!(
-                    "{} ends in the middle of a record at byte {} ({} bytes cut off){}. 'recached --check-aof {} --fix' cuts it back to the last whole record.",
-                    path.display(),
-                    scan.valid_len,
-                    data.len() - scan.valid_len,
-                    if last { " and aof-load-truncated is no" } else { ", and it is not the last increment" },
-                    paths.manifest().display()
-                ));
-            }
-            tracing::warn!(
-                file = %path.display(),
-                offset = scan.valid_len,
-                lost_bytes = data.len() - scan.valid_len,
-                "!!! the AOF ends in the middle of a record (a crash while writing it): cutting it off at byte {} and loading the rest (aof-load-truncated yes)",
-                scan.valid_len
-            );
-            OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| {
-                    f.set_len(scan.valid_len as u64)?;
-                    f.sync_all()
-                })
-                .map_err(|e| format!("cannot cut {} back to byte {}: {}", path.display(), scan.valid_len, files::os_text(&e)))?;
-        }
-        for r in scan.records {
+        };
+        // Record by record: decoded, applied, dropped (no list of every record in memory).
+        engine.set_quiet(true);
+        let mut pos = 0;
+        let torn = loop {
+            let r = match aof::step(&data, pos).map_err(|e| damaged(pos, e))? {
+                aof::Step::Record(r, next) => {
+                    pos = next;
+                    r
+                }
+                aof::Step::End => break false,
+                aof::Step::Torn => break true,
+            };
             records += 1;
             match r {
                 Record::Group { group, dedupe: changes } => {
@@ -779,8 +757,9 @@ pub fn load(
                             tracing::warn!(offset = group.offset, cause = ?e, "a change of the AOF did not apply");
                         }
                     }
-                    engine.take_changes();
-                    engine.take_events();
+                    if engine.has_events() {
+                        engine.take_events();
+                    }
                     for c in changes {
                         dedupe.apply(c);
                     }
@@ -804,17 +783,39 @@ pub fn load(
                     tail_size = 0;
                 }
             }
+        };
+        engine.set_quiet(false);
+        engine.take_events();
+        if torn {
+            let last = i + 1 == incrs.len();
+            if !last || !load_truncated {
+                return Err(format!(
+                    "{} ends in the middle of a record at byte {} ({} bytes cut off){}. 'recached --check-aof {} --fix' cuts it back to the last whole record.",
+                    path.display(),
+                    pos,
+                    data.len() - pos,
+                    if last { " and aof-load-truncated is no" } else { ", and it is not the last increment" },
+                    paths.manifest().display()
+                ));
+            }
+            tracing::warn!(
+                file = %path.display(),
+                offset = pos,
+                lost_bytes = data.len() - pos,
+                "!!! the AOF ends in the middle of a record (a crash while writing it): cutting it off at byte {} and loading the rest (aof-load-truncated yes)",
+                pos
+            );
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| {
+                    f.set_len(pos as u64)?;
+                    f.sync_all()
+                })
+                .map_err(|e| format!("cannot cut {} back to byte {}: {}", path.display(), pos, files::os_text(&e)))?;
         }
     }
-    Ok(Some(Loaded {
-        manifest,
-        replid,
-        dedupe: dedupe.into_entries(),
-        tail: tail.into_iter().map(|(g, _)| g).collect(),
-        base_keys,
-        records,
-        failed,
-    }))
+    Ok(Some(Loaded { manifest, replid, dedupe: dedupe.into_entries(), tail: tail.into_iter().map(|(g, _)| g).collect(), base_keys, records, failed }))
 }
 
 /// `recached --check-aof PATH [--fix]`: checks a manifest (and every file it names), an
@@ -906,4 +907,3 @@ fn check_file(path: &Path, base: bool, fix: bool) -> u8 {
         }
     }
 }
-

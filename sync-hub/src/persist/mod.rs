@@ -772,7 +772,12 @@ fn load_files(settings: &Settings, progress: &LoadState, tail_bytes: usize) -> R
         // AOF files without their manifest are someone's data: never start over them.
         let prefix = format!("{}.", settings.appendfilename);
         let orphans: Vec<String> = std::fs::read_dir(&paths.dir)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&prefix) && (n.ends_with(".incr.aof") || n.ends_with(".base.rcs"))).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix) && (n.ends_with(".incr.aof") || n.ends_with(".base.rcs")))
+                    .collect()
+            })
             .unwrap_or_default();
         if !orphans.is_empty() {
             return Err(format!(
@@ -893,10 +898,7 @@ pub fn info_fields(hub: &HubState, engine: &Engine, shared: &Shared) -> Vec<(&'s
         ("aof_last_bgrewrite_status", if p.last_rewrite_ok { "ok" } else { "err" }.into()),
         ("aof_rewrites", p.rewrites.to_string()),
         ("aof_rewrites_consecutive_failures", p.rewrite_failures.to_string()),
-        (
-            "aof_last_write_status",
-            if p.aof.as_ref().is_some_and(|a| a.write_error.is_some() || a.fsync_error().is_some()) { "err" } else { "ok" }.into(),
-        ),
+        ("aof_last_write_status", if p.aof.as_ref().is_some_and(|a| a.write_error.is_some() || a.fsync_error().is_some()) { "err" } else { "ok" }.into()),
         ("aof_last_cow_size", "0".into()),
         ("module_fork_in_progress", "0".into()),
         ("module_fork_last_cow_size", "0".into()),
