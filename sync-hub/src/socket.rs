@@ -275,15 +275,24 @@ impl Socket {
     /// are still held.
     pub fn release(&self, ready: impl Fn(u64) -> bool, w: &mut Written) -> bool {
         let mut o = self.lock();
+        let mut released = false;
         while o.held.front().is_some_and(|(need, _)| ready(*need)) {
             let Some((_, e)) = o.held.pop_front() else { break };
             o.add(&e, false);
+            released = true;
             if o.close.is_some() || o.dead {
                 continue;
             }
             self.enqueue(&mut o, &e.data, e.kind, w);
         }
-        !o.held.is_empty()
+        let still = !o.held.is_empty();
+        drop(o);
+        if released {
+            // The socket's task may wait with reading off until its replies are out (held
+            // ones count): let it look again, even when they went straight to the socket.
+            self.notify.notify_one();
+        }
+        still
     }
 
     /// Bytes tungstenite writes (control frames), also while closing.

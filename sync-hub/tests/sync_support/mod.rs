@@ -211,6 +211,8 @@ pub struct Hub {
     runtime_pid: Option<u32>,
     /// Capabilities the hub says it lacks (`Hub lacks …`).
     lacks: Vec<String>,
+    /// The program (for [`Hub::restart`]).
+    path: PathBuf,
 }
 
 impl Hub {
@@ -235,9 +237,13 @@ impl Hub {
                     native: false,
                     runtime_pid: None,
                     lacks: Vec::new(),
+                    path: PathBuf::new(),
                 })
             }
-            Target::Program { path, native } => Some(Hub::spawn(&path, native, opts)),
+            Target::Program { path, native } => {
+                let secret = opts.secret.then(|| format!("sync-test-secret-{:x}", random_seed()).into_bytes());
+                Some(Hub::spawn(&path, native, opts, secret, None))
+            }
         }
     }
 
@@ -246,11 +252,11 @@ impl Hub {
         Hub::start_or_skip("(hub)", opts).expect("the sync target cannot take these hub settings")
     }
 
-    fn spawn(path: &PathBuf, native: bool, opts: HubOpts) -> Hub {
+    fn spawn(path: &PathBuf, native: bool, opts: HubOpts, secret: Option<Vec<u8>>, ports: Option<(u16, u16)>) -> Hub {
         raise_nofile_limit();
-        let secret = opts.secret.then(|| format!("sync-test-secret-{:x}", random_seed()).into_bytes());
         let mut c = Command::new(path);
-        c.args(["--port", "0", "--ws-port", "0", "--bind", "127.0.0.1"]);
+        let (tcp, ws) = ports.map(|(t, w)| (t.to_string(), w.to_string())).unwrap_or(("0".into(), "0".into()));
+        c.args(["--port", &tcp, "--ws-port", &ws, "--bind", "127.0.0.1"]);
         if let Some(s) = &secret {
             c.args(["--sync-secret", &String::from_utf8_lossy(s)]);
         }
@@ -299,7 +305,25 @@ impl Hub {
                 Err(_) => {}
             }
         };
-        Hub { child: Some(child), ws_url, tcp_port: tcp, secret, output, opts, native, runtime_pid, lacks }
+        Hub { child: Some(child), ws_url, tcp_port: tcp, secret, output, opts, native, runtime_pid, lacks, path: path.clone() }
+    }
+
+    /// Stops the hub (SIGKILL with `kill`, else SIGTERM and a wait for its exit) and starts
+    /// it again with the same flags, secret and ports, so clients reconnect to the same URL
+    /// (a hub with persistence then comes back with its data). Native hubs only.
+    pub fn restart(&mut self, kill: bool) {
+        let Some(mut child) = self.child.take() else { panic!("restart needs a hub this harness started") };
+        if kill {
+            let _ = child.kill();
+        } else {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let _ = child.wait();
+        let ws_port = raw::host_port(&self.ws_url).1;
+        let tcp = self.tcp_port.expect("a native hub has a TCP port");
+        let next = Hub::spawn(&self.path, self.native, self.opts.clone(), self.secret.clone(), Some((tcp, ws_port)));
+        *self = next;
     }
 
     /// The hub's process id, when it runs here: the native binary's own, or the process a
