@@ -55,7 +55,8 @@ export RECACHED_SYNC_SECRET="${RECACHED_SYNC_SECRET:-$(cat "$DEMO_HOME/dev-secre
 step "starting recached in dev mode on 127.0.0.1:$RESP_PORT (RESP) and :$WS_PORT (sync + HTTP)"
 "$HUB_BIN" --dev --bind 127.0.0.1 --port "$RESP_PORT" --ws-port "$WS_PORT" "$@" &
 HUB_PID=$!
-for _ in $(seq 1 100); do
+# Up to 10 min: a hub with persistence loads its data before the sync port answers.
+for _ in $(seq 1 6000); do
   curl -sf "http://127.0.0.1:$WS_PORT/healthz" >/dev/null 2>&1 && break
   kill -0 "$HUB_PID" 2>/dev/null || { echo "run.sh: recached exited (is port $RESP_PORT or $WS_PORT taken?)" >&2; exit 1; }
   sleep 0.1

@@ -26,8 +26,9 @@ impl Out {
 /// Renders every metric. Takes the engine lock, then the sync lock, briefly.
 pub fn render(shared: &Shared, sync: &SyncShared) -> String {
     let mut o = Out(String::with_capacity(8192));
-    let (stats, engine_stats, used, maxmemory, clients, blocked, keys) = {
+    let (stats, engine_stats, used, maxmemory, clients, blocked, keys, persistence) = {
         let core = shared.lock();
+        let persistence = crate::persist::info_fields(&core.hub, &core.engine, shared);
         let keys: Vec<(usize, usize)> = core.engine.dbs().iter().enumerate().map(|(i, d)| (i, d.len())).filter(|(_, n)| *n > 0).collect();
         (
             core.hub.stats.clone(),
@@ -37,6 +38,7 @@ pub fn render(shared: &Shared, sync: &SyncShared) -> String {
             core.hub.clients.len(),
             core.hub.blocked.len(),
             keys,
+            persistence,
         )
     };
     let (hub, backlog, subscribers, queued) = {
@@ -65,6 +67,18 @@ pub fn render(shared: &Shared, sync: &SyncShared) -> String {
     o.head("recached_keys", "gauge", "Keys per logical database (databases holding keys).");
     for (db, n) in keys {
         o.sample("recached_keys", &format!("db=\"{db}\""), n);
+    }
+    // INFO persistence, field for field: `recached_persistence_<field>`; an `ok`/`err`
+    // status is 1/0.
+    for (name, value) in &persistence {
+        let v = match value.as_str() {
+            "ok" => "1".to_string(),
+            "err" => "0".to_string(),
+            v => v.to_string(),
+        };
+        if v.parse::<f64>().is_ok() {
+            o.metric(&format!("recached_persistence_{name}"), "gauge", &format!("INFO persistence {name}."), v);
+        }
     }
     o.metric("recached_pubsub_messages_total", "counter", "Pub/sub messages delivered.", stats.pubsub_messages);
     o.metric("recached_output_limit_disconnections_total", "counter", "RESP clients closed for an output buffer limit.", stats.output_limit_kills);

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 import redis
 from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError
@@ -248,6 +249,9 @@ def aof_mode(mode):
     eq(snapshot(r), want, f"state after kill -9 under appendfsync {mode}")
     eq(r.llen("aof:list"), 2000, "pipelined RPUSHes")
     eq(info(r)["aof_enabled"], 1, "aof_enabled")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{h.ws_port}/metrics", timeout=TIMEOUT).read().decode()
+    check("\nrecached_persistence_aof_enabled 1\n" in metrics, "/metrics shows the AOF")
+    check("\nrecached_persistence_aof_last_write_status 1\n" in metrics, "/metrics shows the write status")
     h.stop()
 
 
