@@ -47,7 +47,7 @@ async fn wait_for(be: &mut Backend, key: &str, want: i64, c: &TestClient) {
 async fn aof_restart_resumes_with_continue_and_applies_resent_writes_once() {
     let dir = data_dir("aof");
     let opts = HubOpts::new().flag("appendonly", "yes").flag("appendfsync", "always").flag("dir", &dir);
-    let Some(mut hub) = Hub::start_or_skip("aof_restart_resumes_with_continue", opts) else { return };
+    let Some(mut hub) = Hub::start_native_or_skip("aof_restart_resumes_with_continue", opts) else { return };
     let mut be = hub.backend().await;
     for i in 0..50 {
         be.cmd(&[b("SET"), b(&format!("p:s{i}")), b("before")]).await;
@@ -103,7 +103,7 @@ async fn aof_restart_resumes_with_continue_and_applies_resent_writes_once() {
 async fn snapshot_restart_continues_a_current_client() {
     let dir = data_dir("rdb");
     let opts = HubOpts::new().flag("save", "3600 1").flag("dir", &dir);
-    let Some(mut hub) = Hub::start_or_skip("snapshot_restart_continues_a_current_client", opts) else { return };
+    let Some(mut hub) = Hub::start_native_or_skip("snapshot_restart_continues_a_current_client", opts) else { return };
     let mut be = hub.backend().await;
     for i in 0..30 {
         be.cmd(&[b("HSET"), b("q:h"), b(&format!("f{i}")), b("v")]).await;

@@ -247,6 +247,20 @@ impl Hub {
         }
     }
 
+    /// Starts a native hub (one the harness can stop and start again with its data, as a
+    /// restart test needs), or returns `None` after a loud skip notice when the target is
+    /// another hub: the edge's persistence lives in Durable Object storage and has its own
+    /// tests (`edge-worker/tests/edge.test.cjs`).
+    pub fn start_native_or_skip(test: &str, opts: HubOpts) -> Option<Hub> {
+        match Target::from_env() {
+            Target::Program { native: true, .. } => Hub::start_or_skip(test, opts),
+            other => {
+                loud(&format!("\n*** SKIPPED {test}: it restarts a native hub process, and the target is {other:?} ***\n"));
+                None
+            }
+        }
+    }
+
     /// Starts a hub with `opts`; panics if the target cannot take them.
     pub fn start(opts: HubOpts) -> Hub {
         Hub::start_or_skip("(hub)", opts).expect("the sync target cannot take these hub settings")
