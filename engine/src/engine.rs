@@ -149,6 +149,9 @@ pub struct NoHost;
 
 impl Host for NoHost {
     fn call(&mut self, _: &mut Engine, _: &mut Session, args: &[Bytes], _: u64) -> Reply {
+        if let Some(reply) = crate::command::scripting::not_here(args) {
+            return reply;
+        }
         let name = String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or(b""));
         Reply::err(format!("ERR '{}' is not available in this host", name.to_ascii_lowercase()))
     }
@@ -186,6 +189,19 @@ pub struct Engine {
     /// Changes are not recorded (a host replaying its own log at start has no consumer
     /// for them yet).
     quiet: bool,
+    /// A script's command runs ([`Engine::script_call`] checked the memory cap itself).
+    script_running: bool,
+}
+
+/// How a script runs, for [`Engine::script_call`]: its flags and whether it wrote yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScriptRun {
+    /// `EVAL_RO`/`FCALL_RO`, or a script flagged `no-writes`: writes are refused.
+    pub read_only: bool,
+    /// Flagged `allow-oom`: the memory cap does not refuse its commands.
+    pub allow_oom: bool,
+    /// It ran a write command (it can no longer be killed, nor refused halfway).
+    pub wrote: bool,
 }
 
 impl Default for Engine {
@@ -216,6 +232,7 @@ impl Engine {
             write_refusal: None,
             in_exec: false,
             quiet: false,
+            script_running: false,
         }
     }
 
@@ -382,7 +399,7 @@ impl Engine {
                 return Outcome::Reply(refused);
             }
         }
-        if spec.is_denyoom() && !eviction::make_room(self, now_ms) && !self.applying {
+        if spec.is_denyoom() && !self.script_running && !eviction::make_room(self, now_ms) && !self.applying {
             return Outcome::Reply(Reply::err(errors::OOM));
         }
         match spec.handler {
@@ -434,6 +451,45 @@ impl Engine {
         }
         self.in_exec = false;
         Reply::Array(replies)
+    }
+
+    /// Runs one command a script calls (`redis.call`), with Redis's checks for scripts:
+    /// commands flagged `noscript` are refused, writes are refused in a read-only script,
+    /// and the host's refusal (MISCONF, READONLY) and the memory cap apply only until the
+    /// script's first write (after that it cannot stop halfway). Blocking commands answer
+    /// at once, as on timeout. The changes stay pending: the host's `execute` of the
+    /// script commits them as one group.
+    pub fn script_call(&mut self, session: &mut Session, args: &[Bytes], now_ms: u64, host: &mut dyn Host, run: &mut ScriptRun) -> Reply {
+        let spec = match args.first().and_then(|n| command::lookup(n)) {
+            Some(spec) => spec,
+            None => return Reply::err("ERR Unknown Redis command called from script"),
+        };
+        if !spec.arity_ok(args.len()) {
+            return Reply::err("ERR Wrong number of args calling Redis command from script");
+        }
+        if spec.flags & command::flags::NOSCRIPT != 0 {
+            return Reply::err("ERR This Redis command is not allowed from script");
+        }
+        if spec.is_write() {
+            if run.read_only {
+                return Reply::err("ERR Write commands are not allowed from read-only scripts.");
+            }
+            if !run.wrote {
+                if let Some(refused) = self.refusal_for(spec) {
+                    return refused;
+                }
+            }
+        }
+        if spec.is_denyoom() && !run.allow_oom && !run.wrote && !self.applying && !eviction::make_room(self, now_ms) {
+            return Reply::err(errors::OOM);
+        }
+        if spec.is_write() {
+            run.wrote = true;
+        }
+        self.script_running = true;
+        let reply = self.call(session, spec, args, now_ms, host, true).into_reply();
+        self.script_running = false;
+        reply
     }
 
     /// Starts MULTI for a session.

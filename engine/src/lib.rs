@@ -59,7 +59,7 @@ pub(crate) mod test_util;
 pub use change::{Change, ChangeGroup, EventClass, KeyEvent};
 pub use command::{lookup, table, CommandSpec};
 pub use db::{Db, Entry};
-pub use engine::{Block, Config, Ctx, Engine, Host, NoHost, Outcome, Session, Stats};
+pub use engine::{Block, Config, Ctx, Engine, Host, NoHost, Outcome, ScriptRun, Session, Stats};
 pub use eviction::Policy;
 pub use reply::Reply;
 pub use value::{Kind, Value};

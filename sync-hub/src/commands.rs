@@ -60,6 +60,11 @@ pub struct ConnCtl {
     pub reply_mode: ReplyMode,
     /// When set, the AUTH gate already reserved a slot for the current command.
     pub auth_gate_passed: bool,
+    /// A script this command runs may stop early to be run again off the runtime thread
+    /// (it ran long and wrote nothing yet): the connection sets it for its own batches.
+    pub script_may_move: bool,
+    /// Set when the script stopped for that: the command is to run again, on a thread.
+    pub script_moved: bool,
 }
 
 impl ConnCtl {
@@ -75,6 +80,8 @@ impl ConnCtl {
             subscriptions: 0,
             reply_mode: ReplyMode::On,
             auth_gate_passed: false,
+            script_may_move: false,
+            script_moved: false,
         }
     }
 }
@@ -152,6 +159,16 @@ impl Host for HostCalls<'_> {
                 crate::persist::cmd_bgrewriteaof(engine, self.hub, self.shared, in_exec)
             }
             b"lastsave" => Reply::Int(self.hub.persist.lastsave as i64),
+            b"eval" | b"evalsha" | b"eval_ro" | b"evalsha_ro" => {
+                let shared = self.shared;
+                let busy_threshold_ms = self.hub.settings.busy_reply_threshold;
+                let may_move = self.conn.script_may_move && !engine.in_exec();
+                let ctx = crate::scripting::RunCtx { engine, session, host: self, busy_threshold_ms, now_ms, may_move };
+                let (reply, moved) = crate::scripting::eval_command(&shared.scripting, ctx, args);
+                self.conn.script_moved = moved;
+                reply
+            }
+            b"script" => crate::scripting::script(&self.shared.scripting, args),
             b"subscribe" => self.subscribe(Kind::Channel, session, &args[1..]),
             b"psubscribe" => self.subscribe(Kind::Pattern, session, &args[1..]),
             b"ssubscribe" => self.subscribe(Kind::Shard, session, &args[1..]),

@@ -85,6 +85,9 @@ pub struct Args {
     /// Background task frequency (active expiry budget per second).
     #[arg(long, env = "RECACHED_HZ")]
     pub hz: Option<String>,
+    /// Milliseconds a script runs before other clients get `-BUSY` (alias `lua-time-limit`).
+    #[arg(long = "busy-reply-threshold", alias = "lua-time-limit", env = "RECACHED_BUSY_REPLY_THRESHOLD")]
+    pub busy_reply_threshold: Option<String>,
     /// Largest bulk string a client may send.
     #[arg(long = "proto-max-bulk-len", env = "RECACHED_PROTO_MAX_BULK_LEN")]
     pub proto_max_bulk_len: Option<String>,
@@ -174,7 +177,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 40] = [
+        let all: [(&'static str, &Option<String>); 41] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -190,6 +193,7 @@ impl Args {
             ("notify-keyspace-events", &self.notify_keyspace_events),
             ("loglevel", &self.loglevel),
             ("hz", &self.hz),
+            ("busy-reply-threshold", &self.busy_reply_threshold),
             ("proto-max-bulk-len", &self.proto_max_bulk_len),
             ("client-query-buffer-limit", &self.client_query_buffer_limit),
             ("client-output-buffer-limit", &self.client_output_buffer_limit),
@@ -301,6 +305,8 @@ pub struct Settings {
     pub loglevel: String,
     /// `hz`.
     pub hz: u64,
+    /// `busy-reply-threshold` (`lua-time-limit`) in ms.
+    pub busy_reply_threshold: u64,
     /// `proto-max-bulk-len`.
     pub proto_max_bulk_len: u64,
     /// `client-query-buffer-limit`.
@@ -382,6 +388,7 @@ impl Default for Settings {
             notify: KeyspaceFlags::default(),
             loglevel: "notice".to_string(),
             hz: 10,
+            busy_reply_threshold: 5000,
             proto_max_bulk_len: 512 << 20,
             client_query_buffer_limit: 1 << 30,
             output_limits: OutputLimits::default(),
@@ -451,6 +458,7 @@ pub static PARAMS: &[Param] = &[
     p("notify-keyspace-events", true),
     p("loglevel", false),
     p("hz", true),
+    p("busy-reply-threshold", true),
     p("proto-max-bulk-len", true),
     p("client-query-buffer-limit", true),
     p("client-output-buffer-limit", true),
@@ -500,10 +508,14 @@ const ACCEPTED: &[(&str, &str, char)] = &[
     ("rdbcompression", "yes", 'b'),
     ("rdbchecksum", "yes", 'b'),
     ("rdb-del-sync-files", "no", 'b'),
+    // Scripts always replicate their effects (Redis 7 removed the other mode).
+    ("lua-replicate-commands", "yes", 'b'),
 ];
 
 /// Finds a parameter by name, case-insensitively.
 pub fn param(name: &str) -> Option<&'static Param> {
+    // Redis's old names of renamed parameters.
+    let name = if name.eq_ignore_ascii_case("lua-time-limit") { "busy-reply-threshold" } else { name };
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
@@ -612,6 +624,7 @@ impl Settings {
                 self.loglevel = v;
             }
             "hz" => self.hz = parse_int(value, 0, i32::MAX as i64)?.clamp(1, 500) as u64,
+            "busy-reply-threshold" => self.busy_reply_threshold = parse_int(value, 0, i64::MAX)? as u64,
             "proto-max-bulk-len" => self.proto_max_bulk_len = parse_mem_bounded(value, 1 << 20, i64::MAX as u64)?,
             "client-query-buffer-limit" => {
                 self.client_query_buffer_limit = parse_mem_bounded(value, 1 << 20, i64::MAX as u64)?
@@ -707,6 +720,7 @@ impl Settings {
             "notify-keyspace-events" => self.notify.to_string(),
             "loglevel" => self.loglevel.clone(),
             "hz" => self.hz.to_string(),
+            "busy-reply-threshold" => self.busy_reply_threshold.to_string(),
             "proto-max-bulk-len" => self.proto_max_bulk_len.to_string(),
             "client-query-buffer-limit" => self.client_query_buffer_limit.to_string(),
             "client-output-buffer-limit" => self.output_limits.to_string(),

@@ -19,7 +19,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (next, behind) = {
-            let mut core = shared.lock();
+            let mut core = shared.lock_when_idle().await;
             let now = now_ms();
             let next = core.engine.sweep(now, SWEEP_BUDGET);
             core.after_batch(&shared, now);

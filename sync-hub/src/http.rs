@@ -255,7 +255,7 @@ async fn serve_conn(shared: Arc<Shared>, sync: Arc<SyncShared>, mut stream: TcpS
                 return;
             }
         };
-        let before = shared.lock().engine.offset();
+        let before = shared.lock_when_idle().await.engine.offset();
         let mut resp = route(&shared, &sync, &head, &body);
         // The response leaves once the writes it follows are persisted (the AOF's gate).
         let after = shared.lock().engine.offset();

@@ -457,6 +457,8 @@ pub struct Shared {
     pub load: LoadState,
     /// The sync port's state, once bound.
     sync: OnceLock<Arc<SyncShared>>,
+    /// The Lua VM and script cache, and the watch connections check while a script runs.
+    pub scripting: crate::scripting::Scripting,
     this: Weak<Shared>,
 }
 
@@ -494,6 +496,7 @@ impl Shared {
             gate: Arc::new(Gate::default()),
             load: LoadState::default(),
             sync: OnceLock::new(),
+            scripting: crate::scripting::Scripting::default(),
             this: this.clone(),
         })
     }
@@ -521,6 +524,32 @@ impl Shared {
     /// Takes the engine lock. A panic under the lock (a bug) does not wedge the hub.
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (without holding a thread) while a script runs, then takes the engine lock:
+    /// for tasks that have no `-BUSY` to answer (sync sockets, HTTP, expiry, cron). A
+    /// script holds the lock for its whole run, and a task that blocked on it would hold
+    /// one of the runtime's few threads, which the client that sends SCRIPT KILL needs.
+    pub async fn lock_when_idle(&self) -> MutexGuard<'_, Core> {
+        loop {
+            self.scripting.watch.idle().await;
+            if let Some(guard) = self.try_lock() {
+                return guard;
+            }
+            // Held by another thread: a script (wait again) or a short batch.
+            if !self.scripting.watch.running() {
+                return self.lock();
+            }
+        }
+    }
+
+    /// The engine lock, if no one holds it.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, Core>> {
+        match self.core.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// A fresh client id.

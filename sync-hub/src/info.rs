@@ -127,6 +127,21 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
             w!("used_memory_peak", &used);
             w!("used_memory_peak_human", &human(used));
             w!("used_memory_dataset", &used);
+            // Redis 7.0's names for the Lua VM and the script cache (no functions yet).
+            let (vm, scripts, cached) = shared.scripting.info();
+            w!("used_memory_lua", &vm);
+            w!("used_memory_vm_eval", &vm);
+            w!("used_memory_lua_human", &human(vm as u64));
+            w!("used_memory_scripts_eval", &scripts);
+            w!("number_of_cached_scripts", &cached);
+            w!("number_of_functions", &0);
+            w!("number_of_libraries", &0);
+            w!("used_memory_vm_functions", &0);
+            w!("used_memory_vm_total", &vm);
+            w!("used_memory_vm_total_human", &human(vm as u64));
+            w!("used_memory_functions", &0);
+            w!("used_memory_scripts", &scripts);
+            w!("used_memory_scripts_human", &human(scripts as u64));
             w!("maxmemory", &s.maxmemory);
             w!("maxmemory_human", &human(s.maxmemory));
             w!("maxmemory_policy", &s.maxmemory_policy.name());

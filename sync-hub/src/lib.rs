@@ -23,6 +23,9 @@
 //!   sink, the tick; [`socket`]: a socket's outbound side (written through, or queued and
 //!   bounded); [`tokens`]: static tokens, the token rules, `RECACHED.TOKEN`.
 //! - [`dev`]: dev mode (`--dev`): demo tokens on `GET /dev/token`, loopback only.
+//! - [`persist`]: snapshots and the append-only file (`docs/persistence.md`).
+//! - [`scripting`]: Lua scripting (EVAL, EVALSHA, SCRIPT) on an embedded Lua 5.1 VM
+//!   (`docs/scripting.md`).
 //!
 //! # Example
 //! ```no_run
@@ -52,6 +55,7 @@ pub mod notify;
 pub mod persist;
 pub mod pubsub;
 pub mod resp_conn;
+pub mod scripting;
 pub mod server;
 pub mod socket;
 pub mod tokens;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::blocking::Waiter;
 use crate::commands::{ConnCtl, HostCalls, ReplyMode, NOAUTH};
 use crate::hub::{encode_reply, now_ms, ClientHandle, ClientInfo, Shared};
+use crate::scripting::Wait;
 
 /// Most commands run under one lock acquisition, so a huge pipeline cannot starve others.
 const MAX_BATCH_COMMANDS: usize = 1024;
@@ -46,6 +47,9 @@ enum Step {
     Delay(Instant),
     /// Close after flushing.
     Close,
+    /// The next command runs a script: on a blocking thread, so that the runtime keeps
+    /// serving other clients (`-BUSY`, SCRIPT KILL) while it runs.
+    Script,
 }
 
 struct Conn {
@@ -63,6 +67,15 @@ struct Conn {
     eof: bool,
     bytes_in: u64,
     shutdown: watch::Receiver<bool>,
+    /// The client's entry, until it is in the hub's registry.
+    unregistered: Option<ClientInfo>,
+}
+
+fn register(hub: &mut crate::hub::HubState, id: u64, info: &mut Option<ClientInfo>) {
+    if let Some(info) = info.take() {
+        hub.stats.connections_received += 1;
+        hub.clients.insert(id, info);
+    }
 }
 
 /// Serves one accepted connection until it closes. `_done` is dropped at the end, which
@@ -73,26 +86,26 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
     let laddr = stream.local_addr().unwrap_or(peer);
     let fd = raw_fd(&stream);
     let _ = stream.set_nodelay(true);
-    {
+    let now = Instant::now();
+    let info = ClientInfo {
+        handle: handle.clone(),
+        addr: peer,
+        laddr,
+        fd,
+        name: Bytes::new(),
+        created: now,
+        last_active: now,
+        last_cmd: "NULL",
+        db: 0,
+        resp3: false,
+        multi: -1,
+    };
+    // While a script runs (it holds the lock) the client registers with its first batch,
+    // so that a new connection can still send SCRIPT KILL.
+    let mut unregistered = Some(info);
+    if !shared.scripting.watch.running() {
         let mut core = shared.lock();
-        let now = Instant::now();
-        core.hub.stats.connections_received += 1;
-        core.hub.clients.insert(
-            id,
-            ClientInfo {
-                handle: handle.clone(),
-                addr: peer,
-                laddr,
-                fd,
-                name: Bytes::new(),
-                created: now,
-                last_active: now,
-                last_cmd: "NULL",
-                db: 0,
-                resp3: false,
-                multi: -1,
-            },
-        );
+        register(&mut core.hub, id, &mut unregistered);
     }
     let authenticated = !shared.knobs.needs_auth.load(Ordering::Relaxed);
     let shutdown = shared.shutdown.subscribe();
@@ -109,6 +122,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
         eof: false,
         bytes_in: 0,
         shutdown,
+        unregistered,
     };
     let span = tracing::debug_span!("conn", id, peer = %peer);
     let _enter = span.enter();
@@ -118,7 +132,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
         Err(e) => format!("io error: {}", e),
     };
     tracing::debug!(cause = %why, "closed");
-    let mut core = shared.lock();
+    let mut core = shared.lock_when_idle().await;
     core.engine.close_session(&mut conn.session);
     core.hub.forget_client(id);
     drop(core);
@@ -230,6 +244,20 @@ impl Conn {
         let mut shutdown = self.shutdown.clone();
         loop {
             while !self.queue.is_empty() {
+                // A script holds the engine lock: wait for it, or past busy-reply-threshold
+                // answer without the lock (-BUSY, SCRIPT KILL), one command at a time.
+                if self.shared.scripting.watch.running() && self.shared.scripting.watch.wait().await == Wait::Busy {
+                    if let Some(args) = self.queue.pop_front() {
+                        if let Some(reply) = self.shared.scripting.watch.busy_reply(&args) {
+                            self.emit(&reply);
+                            if !self.flush().await? {
+                                return Ok("killed".into());
+                            }
+                            continue;
+                        }
+                        self.queue.push_front(args);
+                    }
+                }
                 let (step, before, after) = self.run_batch();
                 // Replies leave once the writes they follow are persisted (the AOF's gate).
                 let need = self.shared.gate.need_after(before, after);
@@ -244,6 +272,13 @@ impl Conn {
                 }
                 match step {
                     Step::Continue => {}
+                    Step::Script => {
+                        let need = self.run_script().await;
+                        self.shared.gate.wait(need).await;
+                        if !self.flush().await? {
+                            return Ok("killed".into());
+                        }
+                    }
                     Step::Close => return Ok("closed by command".into()),
                     Step::Delay(until) => tokio::time::sleep_until(until.into()).await,
                     Step::Blocked(rx, deadline) => {
@@ -424,6 +459,7 @@ impl Conn {
         let shared = self.shared.clone();
         let mut guard = shared.lock();
         let core = &mut *guard;
+        register(&mut core.hub, self.ctl.id, &mut self.unregistered);
         let before = core.engine.offset();
         let mut step = Step::Continue;
         let mut ran = 0;
@@ -447,10 +483,20 @@ impl Conn {
             let outcome = match pre {
                 Some(reply) => Outcome::Reply(reply),
                 None => {
+                    self.ctl.script_may_move = true;
                     let mut host = HostCalls { hub: &mut core.hub, shared: &shared, conn: &mut self.ctl };
-                    core.engine.execute(&mut self.session, &args, now, &mut host)
+                    let outcome = core.engine.execute(&mut self.session, &args, now, &mut host);
+                    self.ctl.script_may_move = false;
+                    outcome
                 }
             };
+            // A script that ran long without writing: run it again where it cannot stall
+            // everyone (its first try changed nothing and answers nothing).
+            if std::mem::take(&mut self.ctl.script_moved) {
+                self.queue.push_front(args);
+                step = Step::Script;
+                break;
+            }
             // Messages this very command published to the client itself come first, as
             // Redis adds them to the output buffer during the command.
             self.handle.take_into(&mut self.wbuf);
@@ -500,6 +546,59 @@ impl Conn {
             }
         }
         (step, before, core.engine.offset())
+    }
+
+    /// Runs the script command at the front of the queue on a blocking thread that takes
+    /// the engine lock for it; returns the offset its reply waits for (the AOF's gate).
+    async fn run_script(&mut self) -> u64 {
+        let Some(args) = self.queue.pop_front() else { return 0 };
+        let shared = self.shared.clone();
+        let session = std::mem::replace(&mut self.session, Session::new(self.ctl.id));
+        let placeholder = ConnCtl::new(self.ctl.id, self.ctl.peer, self.ctl.authenticated);
+        let ctl = std::mem::replace(&mut self.ctl, placeholder);
+        shared.scripting.watch.reserve();
+        let job = tokio::task::spawn_blocking(move || {
+            let (mut session, mut ctl) = (session, ctl);
+            let now = now_ms();
+            let result = {
+                let mut guard = shared.lock();
+                let core = &mut *guard;
+                let before = core.engine.offset();
+                let mut host = HostCalls { hub: &mut core.hub, shared: &shared, conn: &mut ctl };
+                let reply = core.engine.execute(&mut session, &args, now, &mut host).into_reply();
+                core.after_batch(&shared, now);
+                if reply.is_error() {
+                    core.hub.stats.error_replies += 1;
+                }
+                if let Some(c) = core.hub.clients.get_mut(&ctl.id) {
+                    c.last_active = Instant::now();
+                    c.last_cmd = command::lookup(&args[0]).map(|s| s.name).unwrap_or("eval");
+                }
+                (reply, before, core.engine.offset())
+            };
+            shared.scripting.watch.finish();
+            (result, session, ctl)
+        });
+        match job.await {
+            Ok(((reply, before, after), session, ctl)) => {
+                self.session = session;
+                self.ctl = ctl;
+                self.handle.take_into(&mut self.wbuf);
+                for frame in std::mem::take(&mut self.ctl.extra) {
+                    self.emit(&frame);
+                }
+                self.emit(&reply);
+                self.ctl.suppress_reply = false;
+                self.shared.gate.need_after(before, after)
+            }
+            Err(e) => {
+                // The script's thread panicked (a bug): the watch must not stay set.
+                self.shared.scripting.watch.finish();
+                tracing::error!(cause = %e, "script thread failed");
+                self.emit(&Reply::err("ERR internal error running the script"));
+                0
+            }
+        }
     }
 
     /// Checks that only the connection layer can make: authentication and RESP2 subscribe

@@ -548,6 +548,7 @@ async fn run(
                 Some(Ok(Message::Binary(data))) => {
                     sync.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     sync.counters.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    shared.scripting.watch.idle().await;
                     handle_message(shared, sync, id, &data);
                 }
                 Some(Ok(Message::Text(_))) => return Ended::Close(Close::text_message()),

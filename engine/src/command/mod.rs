@@ -24,6 +24,7 @@ pub mod expire;
 pub mod hash;
 pub mod keys;
 pub mod list;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -227,7 +228,7 @@ pub fn numkeys_at(args: &[Bytes], pos: usize) -> Vec<usize> {
     (pos + 1..pos + 1 + n).collect()
 }
 
-fn families() -> [&'static [CommandSpec]; 9] {
+fn families() -> [&'static [CommandSpec]; 10] {
     [
         string::COMMANDS,
         keys::COMMANDS,
@@ -238,6 +239,7 @@ fn families() -> [&'static [CommandSpec]; 9] {
         zset::COMMANDS,
         tx::COMMANDS,
         server::COMMANDS,
+        scripting::COMMANDS,
     ]
 }
 

@@ -653,6 +653,11 @@ pub fn check_command(grant: &Grant, args: &[Bytes]) -> Result<(), Reply> {
     if !spec.arity_ok(args.len()) {
         return Ok(());
     }
+    // A script reaches keys its KEYS do not name, so no token scope bounds it: the sync
+    // port and the HTTP API never run scripts.
+    if let Some(refused) = crate::command::scripting::not_here(args) {
+        return Err(refused);
+    }
     let run = || Reply::err(format!("NOPERM this user has no permissions to run the '{}' command", spec.name));
     if spec.flags & (ADMIN | PUBSUB) != 0 || NEVER.contains(&spec.name) {
         return Err(run());

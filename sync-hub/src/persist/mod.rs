@@ -326,7 +326,7 @@ async fn drive(shared: &Arc<Shared>, kind: JobKind, cancel: &AtomicBool, done: &
     let blocking = |e: tokio::task::JoinError| e.to_string();
     // Off the lock: the files.
     let (settings, aof_state, aof_file) = {
-        let core = shared.lock();
+        let core = shared.lock_when_idle().await;
         let aof = core.hub.persist.aof.as_ref().map(|a| (a.paths.clone(), a.manifest.clone(), a.on_disk));
         let file = core.hub.persist.aof.as_ref().map(|a| a.shared_file());
         (core.hub.settings.clone(), aof, file)
@@ -376,7 +376,7 @@ async fn drive(shared: &Arc<Shared>, kind: JobKind, cancel: &AtomicBool, done: &
     // Under the lock: the cut, and for a rewrite of an open AOF the switch to the new
     // increment at the same offset; the dedupe memory is taken at the same moment.
     {
-        let mut guard = shared.lock();
+        let mut guard = shared.lock_when_idle().await;
         let core = &mut *guard;
         if cancel.load(Ordering::Acquire) {
             return Err("the job was cancelled".into());
@@ -656,7 +656,7 @@ pub async fn cron(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receive
             _ = every.tick() => {}
             _ = crate::hub::stopped(&mut shutdown) => return,
         }
-        let mut guard = shared.lock();
+        let mut guard = shared.lock_when_idle().await;
         let core = &mut *guard;
         tick(core, &shared);
     }

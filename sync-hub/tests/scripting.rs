@@ -1,0 +1,34 @@
+//! Lua scripting as a user meets it, against Redis 7 itself: `tests/clients/scripting.py`
+//! starts a hub process and Debian's `redis-server`, sends both the same scripts (RESP2
+//! and RESP3) and compares the replies byte for byte; runs a looping script past
+//! `busy-reply-threshold` (`-BUSY`, SCRIPT KILL from a new connection, SHUTDOWN NOSAVE);
+//! checks the script cache (EVALSHA, SCRIPT EXISTS/FLUSH, the EVAL cache bound, INFO), the
+//! VM's memory cap; and redis-py's `Lock` (sync and asyncio), which releases with EVALSHA.
+
+mod common;
+
+use common::{clients_dir, missing_tool, run_client, tool_works, tools_dir};
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn scripting() {
+    let python = tools_dir().join("venv").join("bin").join("python");
+    if !tool_works(&python, &["-c", "import redis"], &[]) {
+        missing_tool(
+            "scripting",
+            &format!("redis-py ({} -c 'import redis')", python.display()),
+        );
+        return;
+    }
+    if !tool_works(std::path::Path::new("redis-server"), &["--version"], &[]) {
+        missing_tool("scripting", "redis-server (Debian's redis-server package)");
+        return;
+    }
+    let Some(bin) = option_env!("CARGO_BIN_EXE_recached") else {
+        return;
+    };
+    let mut cmd = Command::new(python);
+    cmd.arg(clients_dir().join("scripting.py")).arg(bin);
+    run_client("scripting", &mut cmd, Duration::from_secs(180));
+}
