@@ -65,6 +65,8 @@ pub struct ConnCtl {
     pub script_may_move: bool,
     /// Set when the script stopped for that: the command is to run again, on a thread.
     pub script_moved: bool,
+    /// The command runs on a blocking thread, not the runtime's.
+    pub script_on_thread: bool,
 }
 
 impl ConnCtl {
@@ -82,6 +84,7 @@ impl ConnCtl {
             auth_gate_passed: false,
             script_may_move: false,
             script_moved: false,
+            script_on_thread: false,
         }
     }
 }
@@ -163,7 +166,8 @@ impl Host for HostCalls<'_> {
                 let shared = self.shared;
                 let busy_threshold_ms = self.hub.settings.busy_reply_threshold;
                 let may_move = self.conn.script_may_move && !engine.in_exec();
-                let ctx = crate::scripting::RunCtx { engine, session, host: self, busy_threshold_ms, now_ms, may_move };
+                let inline = !self.conn.script_on_thread;
+                let ctx = crate::scripting::RunCtx { engine, session, host: self, busy_threshold_ms, now_ms, may_move, inline };
                 let (reply, moved) = crate::scripting::eval_command(&shared.scripting, ctx, args);
                 self.conn.script_moved = moved;
                 reply

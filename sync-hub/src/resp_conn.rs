@@ -80,7 +80,13 @@ fn register(hub: &mut crate::hub::HubState, id: u64, info: &mut Option<ClientInf
 
 /// Serves one accepted connection until it closes. `_done` is dropped at the end, which
 /// tells a shutting-down server this connection has finished.
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _done: mpsc::Sender<()>) {
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, done: mpsc::Sender<()>) {
+    serve_with(shared, stream, peer, done, Vec::new()).await
+}
+
+/// [`serve`] for a connection whose first bytes were already read (`input`): one accepted
+/// while a script kept the runtime busy.
+pub async fn serve_with(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _done: mpsc::Sender<()>, input: Vec<u8>) {
     let id = shared.next_client_id();
     let handle = Arc::new(ClientHandle::new(id));
     let laddr = stream.local_addr().unwrap_or(peer);
@@ -115,7 +121,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _do
         handle,
         session: Session::new(id),
         ctl: ConnCtl::new(id, peer, authenticated),
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: {
+            let mut b = BytesMut::with_capacity(READ_CHUNK.max(input.len()));
+            b.extend_from_slice(&input);
+            b
+        },
         wbuf: Vec::with_capacity(READ_CHUNK),
         queue: VecDeque::new(),
         proto_err: None,
@@ -559,6 +569,7 @@ impl Conn {
         shared.scripting.watch.reserve();
         let job = tokio::task::spawn_blocking(move || {
             let (mut session, mut ctl) = (session, ctl);
+            ctl.script_on_thread = true;
             let now = now_ms();
             let result = {
                 let mut guard = shared.lock();
@@ -577,6 +588,7 @@ impl Conn {
                 (reply, before, core.engine.offset())
             };
             shared.scripting.watch.finish();
+            ctl.script_on_thread = false;
             (result, session, ctl)
         });
         match job.await {

@@ -182,6 +182,10 @@ impl Server {
         let shared = self.shared;
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut tasks = Vec::new();
+        {
+            use std::os::fd::AsRawFd;
+            shared.scripting.watch.rescue.set_listeners(self.listeners.iter().map(|l| l.as_raw_fd()).collect());
+        }
         for listener in self.listeners {
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, done_tx.clone())));
         }
@@ -238,6 +242,15 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, done: mpsc::Sen
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = crate::hub::stopped(&mut stop) => return,
+            // Connections accepted while a script held the runtime thread come back here.
+            _ = shared.scripting.watch.rescue.ready.notified() => {
+                for (stream, peer, input) in shared.scripting.watch.rescue.take() {
+                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
+                    shared.connections.fetch_add(1, Ordering::AcqRel);
+                    tokio::spawn(resp_conn::serve_with(shared.clone(), stream, peer, done.clone(), input));
+                }
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,

@@ -1,7 +1,8 @@
 //! The libraries Redis loads into its Lua VM, written here from their documented
 //! behaviour: `bit` (LuaBitOp: 32-bit operations on Lua numbers) and `cjson` (JSON encode
 //! and decode, lua-cjson's conventions: `cjson.null`, `%.14g` numbers, escaped `/`,
-//! empty tables as objects, sparse arrays refused).
+//! empty tables as objects, sparse arrays refused); `cmsgpack` and `struct` are in
+//! `msgpack.rs`.
 
 use mlua::{LightUserData, Lua, Table, Value, Variadic};
 
@@ -9,6 +10,10 @@ use mlua::{LightUserData, Lua, Table, Value, Variadic};
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     lua.globals().raw_set("bit", bit(lua)?)?;
     lua.globals().raw_set("cjson", cjson(lua)?)?;
+    lua.globals()
+        .raw_set("cmsgpack", super::msgpack::cmsgpack(lua)?)?;
+    lua.globals()
+        .raw_set("struct", super::msgpack::structlib(lua)?)?;
     Ok(())
 }
 

@@ -15,6 +15,8 @@
 
 mod convert;
 mod libs;
+mod msgpack;
+mod rescue;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,7 +48,7 @@ pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
 const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
-const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
+pub(crate) const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
 
 /// Redis's version as a number (`REDIS_VERSION_NUM`, 0x00MMmmpp).
 fn version_num() -> i64 {
@@ -78,6 +80,10 @@ pub struct ScriptWatch {
     may_move: AtomicBool,
     /// It stopped for that.
     moved: AtomicBool,
+    /// It runs on the runtime thread (nothing else is served meanwhile).
+    inline: AtomicBool,
+    /// Serves new connections while a script that cannot move holds the runtime thread.
+    pub rescue: rescue::Rescue,
     done: tokio::sync::Notify,
 }
 
@@ -173,8 +179,9 @@ impl ScriptWatch {
         self.end();
     }
 
-    fn start(&self, threshold_ms: u64, may_move: bool) {
+    fn start(&self, threshold_ms: u64, may_move: bool, inline: bool) {
         self.may_move.store(may_move, Ordering::Release);
+        self.inline.store(inline, Ordering::Release);
         self.moved.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
         self.kill.store(false, Ordering::Release);
@@ -193,7 +200,7 @@ impl ScriptWatch {
 
     /// The instruction-count hook's check: marks the script busy past the threshold, and
     /// stops it when killed.
-    fn check(&self) -> Result<VmState, mlua::Error> {
+    fn check(self: &Arc<Self>) -> Result<VmState, mlua::Error> {
         if !self.running() {
             return Ok(VmState::Continue);
         }
@@ -220,6 +227,9 @@ impl ScriptWatch {
                 );
                 self.busy.store(true, Ordering::Release);
             }
+        }
+        if self.busy.load(Ordering::Acquire) && self.inline.load(Ordering::Acquire) {
+            rescue::start(self);
         }
         if self.kill.load(Ordering::Acquire) {
             return Err(mlua::Error::runtime("killed"));
@@ -532,7 +542,7 @@ impl Scripts {
         let hook_watch = watch.clone();
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(100_000),
-            move |_, _| hook_watch.check(),
+            move |_, _| ScriptWatch::check(&hook_watch),
         )?;
         Ok(Scripts {
             lua,
@@ -674,6 +684,8 @@ pub struct RunCtx<'a> {
     pub now_ms: u64,
     /// The script may stop early to run again off the runtime thread (see [`ScriptWatch`]).
     pub may_move: bool,
+    /// It runs on the runtime thread.
+    pub inline: bool,
 }
 
 /// `EVAL`, `EVALSHA`, `EVAL_RO`, `EVALSHA_RO`.
@@ -998,8 +1010,8 @@ pub fn script(scripting: &Scripting, args: &[Bytes]) -> Reply {
 }
 
 /// Marks the start of a run for other connections (the lock is held).
-pub fn begin(scripting: &Scripting, threshold_ms: u64, may_move: bool) {
-    scripting.watch.start(threshold_ms, may_move);
+pub fn begin(scripting: &Scripting, threshold_ms: u64, may_move: bool, inline: bool) {
+    scripting.watch.start(threshold_ms, may_move, inline);
 }
 
 /// Marks the end of a run and wakes the connections that wait for it.
@@ -1018,7 +1030,7 @@ pub fn eval_command(scripting: &Scripting, ctx: RunCtx<'_>, args: &[Bytes]) -> (
         b"evalsha_ro" => (true, true),
         _ => (false, false),
     };
-    begin(scripting, ctx.busy_threshold_ms, ctx.may_move);
+    begin(scripting, ctx.busy_threshold_ms, ctx.may_move, ctx.inline);
     let reply = eval(scripting, ctx, args, by_sha, read_only);
     let moved = scripting.watch.moved.swap(false, Ordering::AcqRel);
     end(scripting);

@@ -240,6 +240,32 @@ CASES = [
     ("return bit.lshift(1, 40)", [], []),
     ("return bit.rol(0x12345678, 8)", [], []),
     ("return bit.bswap(0x12345678)", [], []),
+    ("return cmsgpack.pack({1, 2, 3})", [], []),
+    ("return cmsgpack.pack({a=1})", [], []),
+    ("return cmsgpack.pack(1.5, -1, -200, 70000, 'abc', true, false, 0.1, 2^40, -2^40)", [], []),
+    ("return cmsgpack.pack(string.rep('x', 40), string.rep('y', 300))", [], []),
+    ("return cmsgpack.pack({{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}}})", [], []),
+    ("return {cmsgpack.unpack(cmsgpack.pack(1, 'a', {1, 2}, -5))}", [], []),
+    ("local t = cmsgpack.unpack(cmsgpack.pack({1, 2, {3, x='y'}})); return {t[3][1], t[3].x}", [], []),
+    ("return cmsgpack.unpack('\\193')", [], []),
+    ("return cmsgpack.unpack('\\146\\1')", [], []),
+    ("return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3))}", [], []),
+    ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}", [], []),
+    ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 0, 1)}", [], []),
+    ("return struct.pack('>I2', 258)", [], []),
+    ("return struct.pack('<i4', -2)", [], []),
+    ("return {struct.unpack('>I2', 'ab')}", [], []),
+    ("return {struct.unpack('<i2', 'ab', 1)}", [], []),
+    ("return struct.size('>iHd')", [], []),
+    ("return struct.size('!4 b i')", [], []),
+    ("return struct.pack('s', 'hi')", [], []),
+    ("return {struct.unpack('s', 'hi\\0rest')}", [], []),
+    ("return struct.pack('c3', 'abcdef')", [], []),
+    ("return {struct.unpack('>h', '\\255\\254')}", [], []),
+    ("return struct.pack('!4 b i', 1, 2)", [], []),
+    ("return struct.pack('>d', 1.5)", [], []),
+    ("return {struct.unpack('>d', struct.pack('>d', 1.5))}", [], []),
+    ("return struct.pack('>bBhHlLi3', -1, 255, -2, 65535, -3, 7, 70000)", [], []),
     ("return tonumber('0x10')", [], []),
     ("return string.format('%d', 7)", [], []),
     ("return math.floor(2.5)", [], []),
@@ -336,42 +362,60 @@ def busy_and_kill(port, kill_after_ms):
     return a, b
 
 
-def shutdown_nosave(port, a, b, script):
-    a.send("EVAL", script, 0)
-    time.sleep(0.6)
-    b.send("SHUTDOWN", "NOSAVE")
-    try:
-        b.reply()
-    except (ConnectionError, OSError):
-        pass
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            Raw(port).cmd("PING")
-            time.sleep(0.05)
-        except OSError:
-            return
-    raise AssertionError(f"port {port} still serving after SHUTDOWN NOSAVE")
-
-
 @section
 def busy_script_kill_and_shutdown_nosave(hub_port, redis_port):
     # The same sequence on both; the threshold is 200 ms (lua-time-limit's new name).
     for port in (redis_port, hub_port):
         Raw(port).cmd("CONFIG", "SET", "busy-reply-threshold", "200")
         a, b = busy_and_kill(port, 600)
-        if port == redis_port:
-            # A script that wrote cannot be killed. (On the hub such a script, once past
-            # the threshold, keeps the runtime thread until it ends: not tested there,
-            # see docs/scripting.md.)
-            a.send("EVAL", "redis.call('set', 'w', 1) local i = 0 while true do i = i + 1 end", 0)
-            time.sleep(0.6)
-            unkillable = b.cmd("SCRIPT", "KILL")
-            if not unkillable.startswith(b"-UNKILLABLE Sorry the script already executed write commands"):
-                raise AssertionError(f"SCRIPT KILL of a script that wrote: {unkillable!r}")
-            shutdown_nosave(port, a, b, "return 1")
+        # A script that wrote cannot be killed; a new connection still gets its answers
+        # (on the hub such a script keeps the runtime thread, and a rescue thread serves
+        # new connections), and SHUTDOWN NOSAVE ends it all.
+        a.send("EVAL", "redis.call('set', 'w', 1) local i = 0 while true do i = i + 1 end", 0)
+        time.sleep(0.6)
+        c = Raw(port)
+        eq(c.cmd("PING"), b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n", "PING from a new connection during a script that wrote")
+        unkillable = c.cmd("SCRIPT", "KILL")
+        if not unkillable.startswith(b"-UNKILLABLE Sorry the script already executed write commands"):
+            raise AssertionError(f"SCRIPT KILL of a script that wrote: {unkillable!r}")
+        c.send("SHUTDOWN", "NOSAVE")
+        try:
+            c.reply()
+        except (ConnectionError, OSError):
+            pass
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                Raw(port).cmd("PING")
+                time.sleep(0.05)
+            except OSError:
+                break
         else:
-            shutdown_nosave(port, a, b, "local i = 0 while true do i = i + 1 end")
+            raise AssertionError(f"port {port} still serving after SHUTDOWN NOSAVE")
+
+
+@section
+def connections_during_a_script_that_wrote_are_served_after_it(hub_port, redis_port):
+    """A connection made while a writing script runs past the threshold gets -BUSY, and
+    once the script ends it is an ordinary connection."""
+    for port in (redis_port, hub_port):
+        Raw(port).cmd("CONFIG", "SET", "busy-reply-threshold", "100")
+        a = Raw(port)
+        a.send("EVAL", "redis.call('set', 'w', 1) local t = redis.call('time') local i = 0 while i < 150000000 do i = i + 1 end return 'done'", 0)
+        time.sleep(0.3)
+        c = Raw(port)
+        eq(c.cmd("PING"), b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n", "PING during the script")
+        eq(a.reply(), b"$4\r\ndone\r\n", "the script's reply")
+        deadline = time.time() + 10
+        while True:
+            r = c.cmd("GET", "w")
+            if r == b"$1\r\n1\r\n":
+                break
+            if time.time() > deadline:
+                raise AssertionError(f"GET after the script: {r!r}")
+            time.sleep(0.05)
+        eq(c.cmd("SET", "after", "x"), b"+OK\r\n", "a write on that connection")
+        Raw(port).cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
 
 
 @section
