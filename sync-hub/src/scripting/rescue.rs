@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use recached_engine::resp::frame::{take_command, Limits};
 
-use super::{ScriptWatch, BUSY_EVAL, UNKILLABLE};
+use super::{ScriptWatch, BUSY_EVAL};
 
 /// A connection accepted during a busy script: the socket, the peer, unanswered input.
 pub type Handback = (TcpStream, SocketAddr, Vec<u8>);
@@ -117,8 +117,8 @@ fn run(watch: &ScriptWatch, fds: &[i32]) {
             while *open {
                 match take_command(buf, &limits) {
                     Ok(Some(args)) => {
-                        let reply = answer(&args);
-                        if s.write_all(reply.as_bytes()).is_err() {
+                        let reply = answer(watch, &args);
+                        if s.write_all(&reply).is_err() {
                             *open = false;
                         }
                     }
@@ -144,23 +144,12 @@ fn run(watch: &ScriptWatch, fds: &[i32]) {
     }
 }
 
-fn answer(args: &[bytes::Bytes]) -> String {
-    let name = args
-        .first()
-        .map(|a| a.to_ascii_lowercase())
-        .unwrap_or_default();
-    let sub = args
-        .get(1)
-        .map(|a| a.to_ascii_lowercase())
-        .unwrap_or_default();
-    match (name.as_slice(), sub.as_slice()) {
-        (b"script", b"kill") => format!("-{}\r\n", UNKILLABLE),
-        (b"shutdown", b"nosave") => {
-            tracing::warn!(
-                "SHUTDOWN NOSAVE while a script runs: exiting now, the script's writes are lost"
-            );
-            std::process::exit(0);
-        }
-        _ => format!("-{}\r\n", BUSY_EVAL),
-    }
+/// The bytes of a busy script's answer to `args` (`ScriptWatch::busy_reply`, RESP2).
+fn answer(watch: &ScriptWatch, args: &[bytes::Bytes]) -> Vec<u8> {
+    let reply = watch
+        .busy_reply(args)
+        .unwrap_or_else(|| recached_engine::Reply::err(BUSY_EVAL));
+    let mut out = Vec::new();
+    crate::hub::encode_reply(&reply, false, &mut out);
+    out
 }
