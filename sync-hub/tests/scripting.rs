@@ -3,7 +3,9 @@
 //! and RESP3) and compares the replies byte for byte; runs a looping script past
 //! `busy-reply-threshold` (`-BUSY`, SCRIPT KILL from a new connection, SHUTDOWN NOSAVE);
 //! checks the script cache (EVALSHA, SCRIPT EXISTS/FLUSH, the EVAL cache bound, INFO), the
-//! VM's memory cap; and redis-py's `Lock` (sync and asyncio), which releases with EVALSHA.
+//! VM's memory cap; redis-py's `Lock` (sync and asyncio), which releases with EVALSHA; and
+//! the `limits` rate limiters (fixed, moving and sliding windows, all Lua-scripted); and a
+//! dramatiq worker process (RedisBroker, results, retries), whose broker runs Lua.
 
 mod common;
 
@@ -14,10 +16,10 @@ use std::time::Duration;
 #[test]
 fn scripting() {
     let python = tools_dir().join("venv").join("bin").join("python");
-    if !tool_works(&python, &["-c", "import redis"], &[]) {
+    if !tool_works(&python, &["-c", "import redis, limits, dramatiq"], &[]) {
         missing_tool(
             "scripting",
-            &format!("redis-py ({} -c 'import redis')", python.display()),
+            &format!("redis-py, limits and dramatiq ({} -c 'import redis, limits, dramatiq')", python.display()),
         );
         return;
     }

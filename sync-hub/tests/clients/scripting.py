@@ -1,6 +1,8 @@
 """Lua scripting of the hub against Redis 7 itself: the same scripts sent to a hub process
 and to Debian's redis-server, replies compared byte for byte; BUSY and SCRIPT KILL on a
-long script; redis-py's Lock (sync and asyncio), which releases with EVALSHA.
+long script; redis-py's Lock (sync and asyncio), which releases with EVALSHA; the `limits`
+rate limiters (fixed, moving and sliding windows); a dramatiq worker (send, results,
+retries).
 
 usage: scripting.py HUB_BINARY [SECTION ...]
 
@@ -488,6 +490,60 @@ def redis_py_lock(hub_port, redis_port):
             await ar.aclose()
 
         asyncio.run(run())
+
+
+@section
+def limits_rate_limiters(hub_port, redis_port):
+    """The `limits` library's strategies, all of them Lua scripts on the server."""
+    from limits import RateLimitItemPerMinute, storage, strategies
+
+    for port in (hub_port, redis_port):
+        st = storage.storage_from_string(f"redis://127.0.0.1:{port}")
+        for cls in (strategies.FixedWindowRateLimiter, strategies.MovingWindowRateLimiter, strategies.SlidingWindowCounterRateLimiter):
+            lim = cls(st)
+            item = RateLimitItemPerMinute(5)
+            key = f"user-{cls.__name__}-{time.time_ns()}"
+            eq([lim.hit(item, key) for _ in range(7)], [True] * 5 + [False] * 2, f"{cls.__name__} hits on {port}")
+            eq(lim.test(item, key), False, f"{cls.__name__} test on {port}")
+            eq(lim.get_window_stats(item, key).remaining, 0, f"{cls.__name__} remaining on {port}")
+            lim.clear(item, key)
+            eq(lim.hit(item, key), True, f"{cls.__name__} after clear on {port}")
+
+
+@section
+def dramatiq_worker(hub_port, redis_port):
+    """dramatiq's RedisBroker (its dispatch is one Lua script) with a real worker process:
+    send, results, retries."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    venv_bin = os.path.dirname(sys.executable)
+    for port in (hub_port, redis_port):
+        env = dict(os.environ, DQ_PORT=str(port))
+        os.environ["DQ_PORT"] = str(port)
+        import importlib
+
+        import dramatiq_tasks
+
+        tasks = importlib.reload(dramatiq_tasks)
+        worker = subprocess.Popen(
+            [os.path.join(venv_bin, "dramatiq"), "dramatiq_tasks", "--processes", "1", "--threads", "2"],
+            cwd=here,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        PROCS.append(worker)
+        try:
+            eq(tasks.add.send(1, 2).get_result(block=True, timeout=30000), 3, f"dramatiq add on {port}")
+            eq(tasks.flaky.send(f"flaky-{time.time_ns()}").get_result(block=True, timeout=30000), 3, f"dramatiq retries on {port}")
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=TIMEOUT)
 
 
 def main():
