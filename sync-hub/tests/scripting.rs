@@ -5,7 +5,8 @@
 //! checks the script cache (EVALSHA, SCRIPT EXISTS/FLUSH, the EVAL cache bound, INFO), the
 //! VM's memory cap; redis-py's `Lock` (sync and asyncio), which releases with EVALSHA; and
 //! the `limits` rate limiters (fixed, moving and sliding windows, all Lua-scripted); and a
-//! dramatiq worker process (RedisBroker, results, retries), whose broker runs Lua.
+//! dramatiq worker process (RedisBroker, results, retries), whose broker runs Lua; and
+//! rate-limiter-flexible (node) on ioredis and node-redis.
 
 mod common;
 

@@ -2,7 +2,7 @@
 and to Debian's redis-server, replies compared byte for byte; BUSY and SCRIPT KILL on a
 long script; redis-py's Lock (sync and asyncio), which releases with EVALSHA; the `limits`
 rate limiters (fixed, moving and sliding windows); a dramatiq worker (send, results,
-retries).
+retries); rate-limiter-flexible on ioredis and node-redis.
 
 usage: scripting.py HUB_BINARY [SECTION ...]
 
@@ -544,6 +544,18 @@ def dramatiq_worker(hub_port, redis_port):
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(timeout=TIMEOUT)
+
+
+@section
+def rate_limiter_flexible(hub_port, redis_port):
+    """rate-limiter-flexible (node) on ioredis and node-redis; its limiter is a Lua script."""
+    tools = os.environ.get("RECACHED_TOOLS", os.path.expanduser("~/.cache/recached-tools"))
+    env = dict(os.environ, NODE_PATH=os.path.join(tools, "node", "node_modules"))
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rate_limiter_flexible.cjs")
+    for port in (hub_port, redis_port):
+        p = subprocess.run(["node", script, str(port)], env=env, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(f"rate-limiter-flexible on {port}: {p.stdout.decode()}{p.stderr.decode()}")
 
 
 def main():
