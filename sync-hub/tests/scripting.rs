@@ -6,7 +6,8 @@
 //! VM's memory cap; redis-py's `Lock` (sync and asyncio), which releases with EVALSHA; and
 //! the `limits` rate limiters (fixed, moving and sliding windows, all Lua-scripted); and a
 //! dramatiq worker process (RedisBroker, results, retries), whose broker runs Lua; and
-//! rate-limiter-flexible (node) on ioredis and node-redis.
+//! rate-limiter-flexible (node) on ioredis and node-redis; and a celery worker (`--pool
+//! solo`, redis broker and result backend): delay/get, retries, group, chain, chord.
 
 mod common;
 
@@ -17,10 +18,10 @@ use std::time::Duration;
 #[test]
 fn scripting() {
     let python = tools_dir().join("venv").join("bin").join("python");
-    if !tool_works(&python, &["-c", "import redis, limits, dramatiq"], &[]) {
+    if !tool_works(&python, &["-c", "import redis, limits, dramatiq, celery"], &[]) {
         missing_tool(
             "scripting",
-            &format!("redis-py, limits and dramatiq ({} -c 'import redis, limits, dramatiq')", python.display()),
+            &format!("redis-py, limits, dramatiq and celery ({} -c 'import redis, limits, dramatiq, celery')", python.display()),
         );
         return;
     }

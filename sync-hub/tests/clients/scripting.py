@@ -2,7 +2,8 @@
 and to Debian's redis-server, replies compared byte for byte; BUSY and SCRIPT KILL on a
 long script; redis-py's Lock (sync and asyncio), which releases with EVALSHA; the `limits`
 rate limiters (fixed, moving and sliding windows); a dramatiq worker (send, results,
-retries); rate-limiter-flexible on ioredis and node-redis.
+retries); rate-limiter-flexible on ioredis and node-redis; a celery worker (delay/get,
+retries, group, chain, chord).
 
 usage: scripting.py HUB_BINARY [SECTION ...]
 
@@ -556,6 +557,57 @@ def rate_limiter_flexible(hub_port, redis_port):
         p = subprocess.run(["node", script, str(port)], env=env, capture_output=True, timeout=60)
         if p.returncode != 0:
             raise AssertionError(f"rate-limiter-flexible on {port}: {p.stdout.decode()}{p.stderr.decode()}")
+
+
+@section
+def celery_worker(hub_port, redis_port):
+    """celery with the server as broker and result backend, a real `--pool solo` worker:
+    delay/get, retries, group, chain, chord."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    venv_bin = os.path.dirname(sys.executable)
+    for port in (hub_port, redis_port):
+        os.environ["CELERY_PORT"] = str(port)
+        import importlib
+
+        import celery_tasks
+
+        t = importlib.reload(celery_tasks)
+        from celery import chain, chord, group
+
+        worker = subprocess.Popen(
+            [os.path.join(venv_bin, "celery"), "-A", "celery_tasks", "worker", "--pool", "solo", "--loglevel", "warning",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=here,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        PROCS.append(worker)
+        try:
+            runs = [
+                (t.add.delay(1, 2), 3, "delay"),
+                (t.flaky.delay(f"flaky-{time.time_ns()}"), 3, "retries"),
+                (group(t.add.s(i, i) for i in range(4))(), [0, 2, 4, 6], "group"),
+                (chain(t.add.s(1, 2), t.add.s(3), t.add.s(4))(), 10, "chain"),
+                (chord((t.add.s(i, i) for i in range(4)), t.tsum.s())(), 12, "chord"),
+            ]
+            for result, want, what in runs:
+                eq(result.get(timeout=30), want, f"celery {what} on {port}")
+            # Results let go while the server still runs (their finalizers talk to it).
+            del runs, result
+            import gc
+
+            gc.collect()
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=TIMEOUT)
+            t.app.close()
 
 
 def main():
