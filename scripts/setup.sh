@@ -76,9 +76,10 @@ if ! "$VENV/bin/python" -c 'import redis' 2>/dev/null; then
   "$VENV/bin/pip" install -q 'redis==5.2.1'
 fi
 # Libraries that run Lua scripts on the server (tests/clients/scripting.py).
-if ! "$VENV/bin/python" -c 'import limits, dramatiq, celery' 2>/dev/null; then
-  log "pip install limits dramatiq celery"
-  "$VENV/bin/pip" install -q 'limits==5.8.0' 'dramatiq==1.17.1' 'celery==5.4.0' 'kombu==5.4.2' 'redis==5.2.1'
+if ! "$VENV/bin/python" -c 'import limits, dramatiq, celery, django_redis' 2>/dev/null; then
+  log "pip install limits dramatiq celery django-redis"
+  "$VENV/bin/pip" install -q 'limits==5.8.0' 'dramatiq==1.17.1' 'celery==5.4.0' 'kombu==5.4.2' \
+    'django==5.1.4' 'django-redis==5.4.0' 'redis==5.2.1'
 fi
 
 # --- Node clients -----------------------------------------------------------------

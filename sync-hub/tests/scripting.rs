@@ -7,7 +7,8 @@
 //! the `limits` rate limiters (fixed, moving and sliding windows, all Lua-scripted); and a
 //! dramatiq worker process (RedisBroker, results, retries), whose broker runs Lua; and
 //! rate-limiter-flexible (node) on ioredis and node-redis; and a celery worker (`--pool
-//! solo`, redis broker and result backend): delay/get, retries, group, chain, chord.
+//! solo`, redis broker and result backend): delay/get, retries, group, chain, chord; and
+//! django-redis (cache: incr/decr, ttl, many, add, delete_pattern; its lock).
 
 mod common;
 
@@ -18,10 +19,10 @@ use std::time::Duration;
 #[test]
 fn scripting() {
     let python = tools_dir().join("venv").join("bin").join("python");
-    if !tool_works(&python, &["-c", "import redis, limits, dramatiq, celery"], &[]) {
+    if !tool_works(&python, &["-c", "import redis, limits, dramatiq, celery, django_redis"], &[]) {
         missing_tool(
             "scripting",
-            &format!("redis-py, limits, dramatiq and celery ({} -c 'import redis, limits, dramatiq, celery')", python.display()),
+            &format!("redis-py and the libraries ({} -c 'import redis, limits, dramatiq, celery, django_redis')", python.display()),
         );
         return;
     }

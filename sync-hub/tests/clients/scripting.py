@@ -3,7 +3,7 @@ and to Debian's redis-server, replies compared byte for byte; BUSY and SCRIPT KI
 long script; redis-py's Lock (sync and asyncio), which releases with EVALSHA; the `limits`
 rate limiters (fixed, moving and sliding windows); a dramatiq worker (send, results,
 retries); rate-limiter-flexible on ioredis and node-redis; a celery worker (delay/get,
-retries, group, chain, chord).
+retries, group, chain, chord); django-redis's cache and lock.
 
 usage: scripting.py HUB_BINARY [SECTION ...]
 
@@ -608,6 +608,46 @@ def celery_worker(hub_port, redis_port):
                 worker.kill()
                 worker.wait(timeout=TIMEOUT)
             t.app.close()
+
+
+@section
+def django_redis_cache_and_lock(hub_port, redis_port):
+    """django-redis as Django's cache (incr/decr, ttl, get/set_many, add, delete_pattern)
+    and its lock."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(CACHES={})
+        django.setup()
+    from django.core.cache import caches
+
+    for port in (hub_port, redis_port):
+        settings.CACHES[f"s{port}"] = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
+        c = caches.create_connection(f"s{port}")
+        c.clear()
+        c.set("a", 1, timeout=30)
+        eq(c.get("a"), 1, "get")
+        eq(c.incr("a"), 2, "incr")
+        eq(c.incr("a", 5), 7, "incr by")
+        eq(c.decr("a"), 6, "decr")
+        ttl = c.ttl("a")
+        if not 0 < ttl <= 30:
+            raise AssertionError(f"ttl {ttl}")
+        c.set_many({"b": "x", "c": {"d": [1, 2]}})
+        eq(c.get_many(["b", "c"]), {"b": "x", "c": {"d": [1, 2]}}, "get_many")
+        eq(c.add("b", "y"), False, "add of an existing key")
+        with c.lock("lk", timeout=5):
+            eq(c.get("b"), "x", "get under the lock")
+        if c.delete_pattern("*") < 3:
+            raise AssertionError("delete_pattern")
+        eq(c.get("a"), None, "after delete_pattern")
+        try:
+            c.incr("missing")
+            raise AssertionError("incr of a missing key worked")
+        except ValueError:
+            pass
+        c.close()
 
 
 def main():
