@@ -177,6 +177,9 @@ pub struct Engine {
     /// Set while applying another engine's stream: caps still evict under the policy,
     /// but a change is never refused (that would make the copies diverge).
     applying: bool,
+    /// A replica's engine: keys expire only when the primary's `DEL` arrives; until then
+    /// a key past its deadline reads as missing (as on a Redis replica).
+    follower: bool,
     /// The snapshot cut in progress ([`crate::snapshot::cut`]).
     pub(crate) cut: Option<Box<crate::snapshot::cut::Cut>>,
     /// Epoch of the newest cut; new entries carry it.
@@ -227,6 +230,7 @@ impl Engine {
             offset: 0,
             stats: Stats::default(),
             applying: false,
+            follower: false,
             cut: None,
             snap_epoch: 0,
             write_refusal: None,
@@ -252,6 +256,17 @@ impl Engine {
     /// refusing. Streams applied with [`Engine::apply_group`] are never refused.
     pub fn set_write_refusal(&mut self, error: Option<Reply>) {
         self.write_refusal = error;
+    }
+
+    /// Makes this engine follow another's stream (a replica) or stop following it: a
+    /// follower never deletes expired keys itself, it hides them from reads.
+    pub fn set_follower(&mut self, on: bool) {
+        self.follower = on;
+    }
+
+    /// Whether this engine follows another's stream.
+    pub fn is_follower(&self) -> bool {
+        self.follower
     }
 
     /// The error writes get now, if they are refused.
@@ -805,7 +820,7 @@ impl<'a> Ctx<'a> {
 
     /// Like [`Ctx::expire_if_needed`] in another database.
     pub fn expire_if_needed_in(&mut self, db: usize, key: &[u8]) -> bool {
-        if self.eng.applying {
+        if self.eng.applying || self.eng.follower {
             return false;
         }
         let expired = matches!(self.eng.dbs[db].get(key), Some(e) if e.is_expired(self.now_ms));
@@ -840,6 +855,10 @@ impl<'a> Ctx<'a> {
     /// Like [`Ctx::read`] in another database.
     pub fn read_in(&mut self, db: usize, key: &[u8]) -> Option<&Entry> {
         self.expire_if_needed_in(db, key);
+        if self.hidden_by_follower(db, key) {
+            self.eng.stats.keyspace_misses += 1;
+            return None;
+        }
         if self.eng.dbs[db].get(key).is_some() {
             self.eng.stats.keyspace_hits += 1;
             self.note_access(db, key);
@@ -854,7 +873,13 @@ impl<'a> Ctx<'a> {
     /// Whether a key exists (after lazy expiry), without touching stats or the clock.
     pub fn exists(&mut self, key: &[u8]) -> bool {
         self.expire_if_needed(key);
-        self.db().get(key).is_some()
+        let db = self.sess.db;
+        !self.hidden_by_follower(db, key) && self.db().get(key).is_some()
+    }
+
+    /// On a follower, whether `key` is past its deadline (present until the primary's `DEL`).
+    fn hidden_by_follower(&self, db: usize, key: &[u8]) -> bool {
+        self.eng.follower && !self.eng.applying && matches!(self.eng.dbs[db].get(key), Some(e) if e.is_expired(self.now_ms))
     }
 
     /// Looks a key up for writing: lazy expiry, access clock, memory accounting.

@@ -67,6 +67,12 @@ pub struct ConnCtl {
     pub script_moved: bool,
     /// The command runs on a blocking thread, not the runtime's.
     pub script_on_thread: bool,
+    /// `PSYNC` was received: the connection becomes a replica's feed.
+    pub psync: Option<Vec<Bytes>>,
+    /// What `REPLCONF` told before it.
+    pub repl: crate::repl::primary::Handshake,
+    /// `WAIT` must park: (offset, replicas, deadline in Unix ms).
+    pub wait: Option<(u64, usize, Option<u64>)>,
 }
 
 impl ConnCtl {
@@ -85,6 +91,9 @@ impl ConnCtl {
             script_may_move: false,
             script_moved: false,
             script_on_thread: false,
+            psync: None,
+            repl: Default::default(),
+            wait: None,
         }
     }
 }
@@ -141,16 +150,35 @@ impl Host for HostCalls<'_> {
                 Reply::Array(vec![Reply::bulk((micros / 1_000_000).to_string()), Reply::bulk((micros % 1_000_000).to_string())])
             }
             b"wait" => {
-                if util::parse_i64(&args[1]).is_none() {
-                    return Reply::err(errors::NOT_INTEGER);
+                let Some(n) = util::parse_i64(&args[1]) else { return Reply::err(errors::NOT_INTEGER) };
+                let timeout = match util::parse_i64(&args[2]) {
+                    None => return Reply::err("ERR timeout is not an integer or out of range"),
+                    Some(t) if t < 0 => return Reply::err(errors::TIMEOUT_NEGATIVE),
+                    Some(t) => t as u64,
+                };
+                if self.hub.repl.is_replica() {
+                    return Reply::err(crate::repl::WAIT_ON_REPLICA);
                 }
-                match util::parse_i64(&args[2]) {
-                    None => Reply::err("ERR timeout is not an integer or out of range"),
-                    Some(t) if t < 0 => Reply::err(errors::TIMEOUT_NEGATIVE),
-                    // No replicas yet: nothing to wait for.
-                    Some(_) => Reply::Int(0),
+                // Every write this client made is at or below the current offset.
+                let offset = engine.offset();
+                let acked = self.hub.repl.acked(offset);
+                if engine.in_exec() || n <= 0 || acked as i64 >= n {
+                    return Reply::Int(acked as i64);
                 }
+                let deadline = (timeout > 0).then(|| now_ms + timeout);
+                self.conn.wait = Some((offset, n as usize, deadline));
+                Reply::Int(acked as i64)
             }
+            b"replicaof" | b"slaveof" => crate::repl::cmd_replicaof(engine, self.hub, self.shared, args),
+            b"recached.demote" => crate::repl::failover::cmd_demote(engine, self.hub, self.shared, args),
+            b"role" => crate::repl::cmd_role(engine, self.hub),
+            b"replconf" => self.replconf(args),
+            b"psync" => {
+                self.conn.psync = Some(args.to_vec());
+                self.conn.suppress_reply = true;
+                Reply::Ok
+            }
+            b"sync" => Reply::err("ERR SYNC is not supported: a Recached replica uses PSYNC (REPLICAOF host port)"),
             b"shutdown" => self.shutdown(engine, args),
             b"save" => crate::persist::cmd_save(engine, self.hub, self.shared),
             b"bgsave" => {
@@ -162,7 +190,7 @@ impl Host for HostCalls<'_> {
                 crate::persist::cmd_bgrewriteaof(engine, self.hub, self.shared, in_exec)
             }
             b"lastsave" => Reply::Int(self.hub.persist.lastsave as i64),
-            b"eval" | b"evalsha" | b"eval_ro" | b"evalsha_ro" => {
+            b"eval" | b"evalsha" | b"eval_ro" | b"evalsha_ro" | b"fcall" | b"fcall_ro" => {
                 let shared = self.shared;
                 let busy_threshold_ms = self.hub.settings.busy_reply_threshold;
                 let may_move = self.conn.script_may_move && !engine.in_exec();
@@ -173,6 +201,7 @@ impl Host for HostCalls<'_> {
                 reply
             }
             b"script" => crate::scripting::script(&self.shared.scripting, args),
+            b"function" => crate::scripting::function_command(&self.shared.scripting, args, session.resp3),
             b"subscribe" => self.subscribe(Kind::Channel, session, &args[1..]),
             b"psubscribe" => self.subscribe(Kind::Pattern, session, &args[1..]),
             b"ssubscribe" => self.subscribe(Kind::Shard, session, &args[1..]),
@@ -206,6 +235,42 @@ impl HostCalls<'_> {
     }
 
     /// `AUTH [username] password`
+    /// `REPLCONF` before `PSYNC`: `listening-port`, `capa`, `ip-address`; `ACK` and
+    /// `GETACK` belong to the link itself (answered nothing here, as in Redis).
+    fn replconf(&mut self, args: &[Bytes]) -> Reply {
+        if args.len() % 2 == 0 {
+            return Reply::err(errors::SYNTAX);
+        }
+        for pair in args[1..].chunks(2) {
+            let (opt, val) = (lower(&pair[0]), &pair[1]);
+            match opt.as_slice() {
+                b"listening-port" => match std::str::from_utf8(val).ok().and_then(|v| v.parse::<u16>().ok()) {
+                    Some(p) => self.conn.repl.listening_port = p,
+                    None => return Reply::err("ERR value is not an integer or out of range"),
+                },
+                // The replica's proof it speaks this link format (a Redis server answers
+                // -ERR to the option, so a Recached replica of Redis stops at once).
+                b"recached-link" => {
+                    if &val[..] != b"1" {
+                        return Reply::err("ERR unsupported recached-link version (this hub speaks 1)");
+                    }
+                    self.conn.repl.capa = true;
+                }
+                b"failover-timeout" => match std::str::from_utf8(val).ok().and_then(|v| v.parse::<u64>().ok()) {
+                    Some(ms) => self.conn.repl.failover_ms = ms,
+                    None => return Reply::err("ERR value is not an integer or out of range"),
+                },
+                b"capa" | b"ip-address" | b"rdb-only" | b"rdb-filter-only" | b"rdb-channel" | b"main-ch-client-id" => {}
+                b"ack" | b"getack" | b"fack" => {
+                    self.conn.suppress_reply = true;
+                    return Reply::Ok;
+                }
+                _ => return Reply::err(format!("ERR Unrecognized REPLCONF option: {}", String::from_utf8_lossy(&pair[0]))),
+            }
+        }
+        Reply::Ok
+    }
+
     fn auth(&mut self, args: &[Bytes]) -> Reply {
         match args.len() {
             2 => {

@@ -160,6 +160,34 @@ pub struct Args {
     /// This hub's name, reported to sync clients in the HELLO reply.
     #[arg(long = "sync-hub-id", env = "RECACHED_SYNC_HUB_ID")]
     pub sync_hub_id: Option<String>,
+    /// Replicate this primary: `"HOST PORT"` (as `replicaof` in redis.conf).
+    #[arg(long, env = "RECACHED_REPLICAOF", value_name = "HOST PORT")]
+    pub replicaof: Option<String>,
+    /// Password a replica sends to its primary.
+    #[arg(long, env = "RECACHED_MASTERAUTH", hide_env_values = true)]
+    pub masterauth: Option<String>,
+    /// User a replica authenticates as (with `masterauth`).
+    #[arg(long, env = "RECACHED_MASTERUSER")]
+    pub masteruser: Option<String>,
+    /// A replica refuses writes (`yes`, the default).
+    #[arg(long = "replica-read-only", env = "RECACHED_REPLICA_READ_ONLY")]
+    pub replica_read_only: Option<String>,
+    /// Seconds of silence after which a replication link is dropped.
+    #[arg(long = "repl-timeout", env = "RECACHED_REPL_TIMEOUT")]
+    pub repl_timeout: Option<String>,
+    /// Bytes of recent changes kept for partial resyncs (the same backlog as `sync-backlog-bytes`).
+    #[arg(long = "repl-backlog-size", env = "RECACHED_REPL_BACKLOG_SIZE")]
+    pub repl_backlog_size: Option<String>,
+    /// Refuse writes (`-NOREPLICAS`) with fewer good replicas than this (0: never).
+    #[arg(long = "min-replicas-to-write", env = "RECACHED_MIN_REPLICAS_TO_WRITE")]
+    pub min_replicas_to_write: Option<String>,
+    /// A replica is good when it acknowledged within this many seconds.
+    #[arg(long = "min-replicas-max-lag", env = "RECACHED_MIN_REPLICAS_MAX_LAG")]
+    pub min_replicas_max_lag: Option<String>,
+    /// On the designated replica: promote after this many ms without a word from the
+    /// primary (0: never); its primary then fences itself (docs/replication.md).
+    #[arg(long = "failover-timeout", env = "RECACHED_FAILOVER_TIMEOUT")]
+    pub failover_timeout: Option<String>,
     /// Runtime worker threads; 1 runs everything on one thread, like Redis.
     #[arg(long = "io-threads", env = "RECACHED_IO_THREADS")]
     pub io_threads: Option<String>,
@@ -177,7 +205,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 41] = [
+        let all: [(&'static str, &Option<String>); 50] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -217,6 +245,15 @@ impl Args {
             ("sync-handshake-timeout", &self.sync_handshake_timeout),
             ("sync-max-sockets-per-ip", &self.sync_max_sockets_per_ip),
             ("sync-hub-id", &self.sync_hub_id),
+            ("repl-backlog-size", &self.repl_backlog_size),
+            ("replicaof", &self.replicaof),
+            ("masterauth", &self.masterauth),
+            ("masteruser", &self.masteruser),
+            ("replica-read-only", &self.replica_read_only),
+            ("repl-timeout", &self.repl_timeout),
+            ("min-replicas-to-write", &self.min_replicas_to_write),
+            ("min-replicas-max-lag", &self.min_replicas_max_lag),
+            ("failover-timeout", &self.failover_timeout),
             ("io-threads", &self.io_threads),
             ("dev", &self.dev),
         ];
@@ -360,6 +397,22 @@ pub struct Settings {
     pub sync_max_sockets_per_ip: u64,
     /// `sync-hub-id`.
     pub sync_hub_id: String,
+    /// `replicaof`: the primary this hub replicates at start.
+    pub replicaof: Option<(String, u16)>,
+    /// `masterauth`.
+    pub masterauth: String,
+    /// `masteruser`.
+    pub masteruser: String,
+    /// `replica-read-only`.
+    pub replica_read_only: bool,
+    /// `repl-timeout` in seconds.
+    pub repl_timeout: u64,
+    /// `min-replicas-to-write`.
+    pub min_replicas_to_write: u64,
+    /// `min-replicas-max-lag` in seconds.
+    pub min_replicas_max_lag: u64,
+    /// `failover-timeout` in ms (0: off).
+    pub failover_timeout: u64,
     /// `io-threads`: tokio worker threads (1: a single-threaded runtime).
     pub io_threads: usize,
     /// `dev`: mint demo tokens on `GET /dev/token` (loopback only; [`crate::dev`]).
@@ -416,6 +469,14 @@ impl Default for Settings {
             sync_handshake_timeout: 10_000,
             sync_max_sockets_per_ip: 2048,
             sync_hub_id: "recached".to_string(),
+            replicaof: None,
+            masterauth: String::new(),
+            masteruser: String::new(),
+            replica_read_only: true,
+            repl_timeout: 60,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
+            failover_timeout: 0,
             io_threads: 1,
             dev: false,
         }
@@ -492,6 +553,26 @@ pub static PARAMS: &[Param] = &[
     p("sync-handshake-timeout", false),
     p("sync-max-sockets-per-ip", false),
     p("sync-hub-id", false),
+    p("replicaof", false),
+    Param { name: "masterauth", mutable: true, secret: true },
+    p("masteruser", true),
+    p("replica-read-only", true),
+    p("repl-timeout", true),
+    p("repl-backlog-size", false),
+    p("min-replicas-to-write", true),
+    p("min-replicas-max-lag", true),
+    p("failover-timeout", false),
+    p("repl-diskless-sync", true),
+    p("repl-diskless-sync-delay", true),
+    p("repl-diskless-sync-max-replicas", true),
+    p("repl-diskless-load", true),
+    p("repl-ping-replica-period", true),
+    p("repl-backlog-ttl", true),
+    p("repl-disable-tcp-nodelay", true),
+    p("replica-serve-stale-data", true),
+    p("replica-priority", true),
+    p("replica-lazy-flush", true),
+    p("replica-announced", true),
     p("io-threads", false),
     p("dev", false),
 ];
@@ -510,12 +591,37 @@ const ACCEPTED: &[(&str, &str, char)] = &[
     ("rdb-del-sync-files", "no", 'b'),
     // Scripts always replicate their effects (Redis 7 removed the other mode).
     ("lua-replicate-commands", "yes", 'b'),
+    // Full syncs are always streamed from memory, beside the live stream.
+    ("repl-diskless-sync", "yes", 'b'),
+    ("repl-diskless-sync-delay", "5", 'i'),
+    ("repl-diskless-sync-max-replicas", "0", 'i'),
+    ("repl-diskless-load", "disabled", 's'),
+    // Heartbeats run every 100 ms both ways (docs/replication.md).
+    ("repl-ping-replica-period", "10", 'i'),
+    ("repl-backlog-ttl", "3600", 'i'),
+    ("repl-disable-tcp-nodelay", "no", 'b'),
+    ("replica-serve-stale-data", "yes", 'b'),
+    ("replica-priority", "100", 'i'),
+    ("replica-lazy-flush", "no", 'b'),
+    ("replica-announced", "yes", 'b'),
 ];
 
 /// Finds a parameter by name, case-insensitively.
 pub fn param(name: &str) -> Option<&'static Param> {
     // Redis's old names of renamed parameters.
-    let name = if name.eq_ignore_ascii_case("lua-time-limit") { "busy-reply-threshold" } else { name };
+    const OLD: &[(&str, &str)] = &[
+        ("lua-time-limit", "busy-reply-threshold"),
+        ("slaveof", "replicaof"),
+        ("slave-read-only", "replica-read-only"),
+        ("min-slaves-to-write", "min-replicas-to-write"),
+        ("min-slaves-max-lag", "min-replicas-max-lag"),
+        ("repl-ping-slave-period", "repl-ping-replica-period"),
+        ("slave-serve-stale-data", "replica-serve-stale-data"),
+        ("slave-priority", "replica-priority"),
+        ("slave-lazy-flush", "replica-lazy-flush"),
+        ("slave-announced", "replica-announced"),
+    ];
+    let name = OLD.iter().find(|(old, _)| old.eq_ignore_ascii_case(name)).map(|(_, new)| *new).unwrap_or(name);
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
@@ -651,9 +757,19 @@ impl Settings {
             "auto-aof-rewrite-min-size" => self.auto_aof_rewrite_min_size = parse_mem_bounded(value, 0, i64::MAX as u64)?,
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_bool(value)?,
             name if ACCEPTED.iter().any(|(n, _, _)| *n == name) => {
-                let v = parse_bool(value)?;
-                let key = ACCEPTED.iter().find(|(n, _, _)| *n == name).map(|(n, _, _)| *n).unwrap_or("");
-                self.accepted.insert(key, yes_no(v));
+                let (key, _, kind) = ACCEPTED.iter().find(|(n, _, _)| *n == name).copied().unwrap_or(("", "", 'b'));
+                let v = match kind {
+                    'b' => yes_no(parse_bool(value)?),
+                    'i' => parse_int(value, 0, i32::MAX as i64)?.to_string(),
+                    _ => {
+                        let v = value.trim().to_ascii_lowercase();
+                        if key == "repl-diskless-load" && !matches!(v.as_str(), "disabled" | "on-empty-db" | "swapdb") {
+                            return Err("argument(s) must be one of the following: disabled, on-empty-db, swapdb".to_string());
+                        }
+                        v
+                    }
+                };
+                self.accepted.insert(key, v);
             }
             "dir" => self.dir = value.to_string(),
             "dbfilename" => {
@@ -689,6 +805,32 @@ impl Settings {
                     return Err("argument must be 1 to 64 bytes".to_string());
                 }
                 self.sync_hub_id = value.to_string()
+            }
+            "replicaof" => {
+                let words: Vec<&str> = value.split_whitespace().collect();
+                self.replicaof = match words.as_slice() {
+                    [] => None,
+                    [no, one] if no.eq_ignore_ascii_case("no") && one.eq_ignore_ascii_case("one") => None,
+                    [host, port] => {
+                        let port = parse_int(port, 1, 65535).map_err(|_| "Invalid master port".to_string())? as u16;
+                        Some((host.to_string(), port))
+                    }
+                    _ => return Err("argument must be 'HOST PORT' or 'no one'".to_string()),
+                };
+            }
+            "masterauth" => self.masterauth = value.to_string(),
+            "masteruser" => self.masteruser = value.to_string(),
+            "replica-read-only" => self.replica_read_only = parse_bool(value)?,
+            "repl-timeout" => self.repl_timeout = parse_int(value, 1, i32::MAX as i64)? as u64,
+            "repl-backlog-size" => self.sync_backlog_bytes = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
+            "min-replicas-to-write" => self.min_replicas_to_write = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "min-replicas-max-lag" => self.min_replicas_max_lag = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "failover-timeout" => {
+                let ms = parse_int(value, 0, i32::MAX as i64)? as u64;
+                if ms > 0 && ms < 200 {
+                    return Err("argument must be 0 (off) or at least 200 ms (heartbeats are 100 ms apart)".to_string());
+                }
+                self.failover_timeout = ms
             }
             "io-threads" => self.io_threads = parse_int(value, 1, 128)? as usize,
             "dev" => self.dev = parse_bool(value)?,
@@ -747,6 +889,15 @@ impl Settings {
             "sync-handshake-timeout" => self.sync_handshake_timeout.to_string(),
             "sync-max-sockets-per-ip" => self.sync_max_sockets_per_ip.to_string(),
             "sync-hub-id" => self.sync_hub_id.clone(),
+            "replicaof" => self.replicaof.as_ref().map(|(h, p)| format!("{} {}", h, p)).unwrap_or_default(),
+            "masterauth" => self.masterauth.clone(),
+            "masteruser" => self.masteruser.clone(),
+            "replica-read-only" => yes_no(self.replica_read_only),
+            "repl-timeout" => self.repl_timeout.to_string(),
+            "repl-backlog-size" => self.sync_backlog_bytes.to_string(),
+            "min-replicas-to-write" => self.min_replicas_to_write.to_string(),
+            "min-replicas-max-lag" => self.min_replicas_max_lag.to_string(),
+            "failover-timeout" => self.failover_timeout.to_string(),
             "io-threads" => self.io_threads.to_string(),
             "dev" => yes_no(self.dev),
             _ => return None,

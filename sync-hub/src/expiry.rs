@@ -21,7 +21,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let (next, behind) = {
             let mut core = shared.lock_when_idle().await;
             let now = now_ms();
-            let next = core.engine.sweep(now, SWEEP_BUDGET);
+            // A replica's keys expire when the primary's DEL arrives, never here.
+            let next = if core.hub.repl.is_replica() { None } else { core.engine.sweep(now, SWEEP_BUDGET) };
             core.after_batch(&shared, now);
             core.hub.expiry_at = next;
             (next, next.is_some_and(|d| d <= now))

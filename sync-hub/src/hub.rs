@@ -53,6 +53,10 @@ pub struct Knobs {
     pub max_bulk: AtomicU64,
     /// Whether `requirepass` is set (new connections start unauthenticated).
     pub needs_auth: AtomicBool,
+    /// `repl-timeout` in seconds.
+    pub repl_timeout_secs: AtomicU64,
+    /// The replication link generation that may run (bumped by every REPLICAOF).
+    pub repl_generation: AtomicU64,
 }
 
 impl Knobs {
@@ -63,6 +67,7 @@ impl Knobs {
         self.qbuf_limit.store(s.client_query_buffer_limit, Ordering::Relaxed);
         self.max_bulk.store(s.proto_max_bulk_len, Ordering::Relaxed);
         self.needs_auth.store(!s.requirepass.is_empty(), Ordering::Relaxed);
+        self.repl_timeout_secs.store(s.repl_timeout, Ordering::Relaxed);
     }
 }
 
@@ -233,6 +238,8 @@ pub struct HubState {
     pub persist: Persist,
     /// This run's stream id (INFO `master_replid`; what snapshots record).
     pub replid: String,
+    /// Replication: our replicas, or our link to the primary.
+    pub repl: crate::repl::Repl,
 }
 
 impl HubState {
@@ -353,6 +360,7 @@ impl Core {
                 self.hub.stats.dirty += groups.iter().map(|g| g.changes.len() as u64).sum::<u64>();
                 // The AOF first: every other consumer may release something to a client.
                 crate::persist::append(&mut self.engine, &mut self.hub, &groups, &[]);
+                crate::repl::feed(&mut self.hub, shared, &groups);
                 for sink in self.hub.sinks.iter_mut() {
                     sink.on_groups(&groups, &self.engine);
                 }
@@ -459,6 +467,8 @@ pub struct Shared {
     sync: OnceLock<Arc<SyncShared>>,
     /// The Lua VM and script cache, and the watch connections check while a script runs.
     pub scripting: crate::scripting::Scripting,
+    /// Woken by every replica ack (`WAIT`).
+    pub repl_acks: Notify,
     this: Weak<Shared>,
 }
 
@@ -479,6 +489,7 @@ impl Shared {
             expiry_at: None,
             persist: Persist::new(),
             replid: String::new(),
+            repl: crate::repl::Repl::default(),
         };
         let (shutdown, _) = watch::channel(false);
         let run_id = run_id();
@@ -497,6 +508,7 @@ impl Shared {
             load: LoadState::default(),
             sync: OnceLock::new(),
             scripting: crate::scripting::Scripting::default(),
+            repl_acks: Notify::new(),
             this: this.clone(),
         })
     }
@@ -575,6 +587,11 @@ impl Shared {
 
 /// A 40-hex-digit id, different per start (INFO `run_id`).
 fn run_id() -> String {
+    fresh_id()
+}
+
+/// A fresh random 40-hex-digit id (run ids, replication ids).
+pub fn fresh_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut out = String::with_capacity(40);
     let mut seed = now_ms() ^ (std::process::id() as u64) << 32;

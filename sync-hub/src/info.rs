@@ -134,8 +134,9 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
             w!("used_memory_lua_human", &human(vm as u64));
             w!("used_memory_scripts_eval", &scripts);
             w!("number_of_cached_scripts", &cached);
-            w!("number_of_functions", &0);
-            w!("number_of_libraries", &0);
+            let (libraries, functions) = shared.scripting.function_counts();
+            w!("number_of_functions", &functions);
+            w!("number_of_libraries", &libraries);
             w!("used_memory_vm_functions", &0);
             w!("used_memory_vm_total", &vm);
             w!("used_memory_vm_total_human", &human(vm as u64));
@@ -165,6 +166,9 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
             w!("total_net_input_bytes", &h.net_input_bytes);
             w!("total_net_output_bytes", &h.net_output_bytes);
             w!("rejected_connections", &h.rejected_connections);
+            w!("sync_full", &hub.repl.full_syncs);
+            w!("sync_partial_ok", &hub.repl.partial_ok);
+            w!("sync_partial_err", &hub.repl.partial_err);
             w!("expired_keys", &st.expired_keys);
             w!("evicted_keys", &st.evicted_keys);
             w!("keyspace_hits", &st.keyspace_hits);
@@ -177,21 +181,9 @@ fn section(out: &mut String, name: &str, hub: &HubState, engine: &Engine, shared
         }
         "replication" => {
             out.push_str("# Replication\r\n");
-            w!("role", &"master");
-            w!("connected_slaves", &0);
-            w!("master_failover_state", &"no-failover");
-            w!("master_replid", &hub.replid);
-            let (replid2, second) = match &hub.persist.previous {
-                Some((r, o)) => (r.clone(), (*o + 1) as i64),
-                None => ("0000000000000000000000000000000000000000".to_string(), -1),
-            };
-            w!("master_replid2", &replid2);
-            w!("master_repl_offset", &engine.offset());
-            w!("second_repl_offset", &second);
-            w!("repl_backlog_active", &0);
-            w!("repl_backlog_size", &1048576);
-            w!("repl_backlog_first_byte_offset", &0);
-            w!("repl_backlog_histlen", &0);
+            for (k, v) in crate::repl::info_fields(engine, hub, shared) {
+                w!(k.as_str(), &v);
+            }
         }
         "cpu" => {
             let (user, sys) = cpu_seconds();

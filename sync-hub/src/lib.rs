@@ -54,6 +54,7 @@ pub mod metrics;
 pub mod notify;
 pub mod persist;
 pub mod pubsub;
+pub mod repl;
 pub mod resp_conn;
 pub mod scripting;
 pub mod server;

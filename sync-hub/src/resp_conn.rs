@@ -50,6 +50,10 @@ enum Step {
     /// The next command runs a script: on a blocking thread, so that the runtime keeps
     /// serving other clients (`-BUSY`, SCRIPT KILL) while it runs.
     Script,
+    /// `WAIT`: until this many replicas acknowledged the offset, or the deadline.
+    Wait(u64, usize, Option<u64>),
+    /// `PSYNC`: the connection becomes a replica's feed.
+    Psync,
 }
 
 struct Conn {
@@ -142,6 +146,19 @@ pub async fn serve_with(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
         Err(e) => format!("io error: {}", e),
     };
     tracing::debug!(cause = %why, "closed");
+    if let Some(psync) = conn.ctl.psync.take() {
+        let session = std::mem::replace(&mut conn.session, Session::new(id));
+        let hs = conn.ctl.repl.clone();
+        let Conn { stream, rbuf, handle, .. } = conn;
+        crate::repl::primary::serve(shared.clone(), stream, rbuf, handle, id, psync, hs).await;
+        let mut core = shared.lock_when_idle().await;
+        let mut session = session;
+        core.engine.close_session(&mut session);
+        core.hub.forget_client(id);
+        drop(core);
+        shared.connections.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
     let mut core = shared.lock_when_idle().await;
     core.engine.close_session(&mut conn.session);
     core.hub.forget_client(id);
@@ -290,6 +307,15 @@ impl Conn {
                         }
                     }
                     Step::Close => return Ok("closed by command".into()),
+                    Step::Psync => return Ok("psync".into()),
+                    Step::Wait(offset, n, deadline) => {
+                        if let Some(why) = self.wait_replicas(offset, n, deadline).await {
+                            return Ok(why);
+                        }
+                        if !self.flush().await? {
+                            return Ok("killed".into());
+                        }
+                    }
                     Step::Delay(until) => tokio::time::sleep_until(until.into()).await,
                     Step::Blocked(rx, deadline) => {
                         if let Some(why) = self.wait_blocked(rx, deadline).await? {
@@ -470,6 +496,10 @@ impl Conn {
         let mut guard = shared.lock();
         let core = &mut *guard;
         register(&mut core.hub, self.ctl.id, &mut self.unregistered);
+        if crate::repl::refusal_moves(&core.hub) {
+            // Replica lag and the failover lease move with time: judged at each batch.
+            crate::persist::refresh_refusal(&mut core.engine, &core.hub);
+        }
         let before = core.engine.offset();
         let mut step = Step::Continue;
         let mut ran = 0;
@@ -513,6 +543,10 @@ impl Conn {
             for frame in std::mem::take(&mut self.ctl.extra) {
                 self.emit(&frame);
             }
+            if let Some((offset, n, deadline)) = self.ctl.wait.take() {
+                step = Step::Wait(offset, n, deadline);
+                break;
+            }
             match outcome {
                 Outcome::Reply(reply) => {
                     if reply.is_error() {
@@ -538,6 +572,10 @@ impl Conn {
             }
             if self.ctl.close {
                 step = Step::Close;
+                break;
+            }
+            if self.ctl.psync.is_some() {
+                step = Step::Psync;
                 break;
             }
         }
@@ -656,6 +694,34 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// `WAIT`: answers how many replicas acknowledged `offset` once `n` did or the deadline
+    /// passed. `Some(reason)` closes the connection.
+    async fn wait_replicas(&mut self, offset: u64, n: usize, deadline_ms: Option<u64>) -> Option<String> {
+        let mut shutdown = self.shutdown.clone();
+        let until = deadline_ms.map(|d| Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
+        let shared = self.shared.clone();
+        loop {
+            let notified = shared.repl_acks.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let acked = shared.lock_when_idle().await.hub.repl.acked(offset);
+            if acked >= n || until.is_some_and(|u| Instant::now() >= u) {
+                self.emit(&Reply::Int(acked as i64));
+                return None;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = sleep_until_opt(until) => {}
+                _ = self.handle.notify.notified() => {
+                    if self.handle.is_killed() {
+                        return Some("killed".into());
+                    }
+                }
+                _ = crate::hub::stopped(&mut shutdown) => return Some("shutdown".into()),
+            }
+        }
     }
 
     /// Waits for a parked command's reply. `Ok(Some(reason))` closes the connection.

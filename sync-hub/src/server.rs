@@ -196,6 +196,21 @@ impl Server {
             }
             return Err(HubError::Persist(e));
         }
+        if let Err(e) = crate::repl::init(&shared) {
+            shared.begin_shutdown();
+            for t in tasks {
+                let _ = t.await;
+            }
+            return Err(HubError::Persist(e));
+        }
+        {
+            let mut guard = shared.lock();
+            let core = &mut *guard;
+            if let Some((host, port)) = core.hub.settings.replicaof.clone() {
+                tracing::info!(%host, port, "Connecting to MASTER {}:{} (replicaof)", host, port);
+                crate::repl::become_replica(&mut core.engine, &mut core.hub, &shared, host, port);
+            }
+        }
         println!("Ready to accept connections tcp port={}", self.port);
         if let Some(port) = self.sync_port {
             println!("Ready to accept connections ws port={}", port.port);

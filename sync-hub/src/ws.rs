@@ -192,6 +192,14 @@ impl SyncState {
         })
     }
 
+    /// Closes every WebSocket with "going away" (clients reconnect and resync): after a
+    /// replica's data set was replaced by a full sync from its primary.
+    pub fn close_all(&self, reason: &str) {
+        for sock in self.sockets.values() {
+            sock.close(Close::new(close::GOING_AWAY, reason));
+        }
+    }
+
     /// Queues `out`, each message once the writes it depends on (up to `need`) are
     /// persisted (held on its socket until [`release`] sends it).
     fn deliver_gated(&mut self, out: Output, requester: Option<ConnId>, sync: &SyncShared, need: u64) {

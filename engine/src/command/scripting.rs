@@ -40,6 +40,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     ),
     CommandSpec::new("script", -2, NOSCRIPT, "scripting", Handler::Host)
         .doc("A container for Lua scripts management commands.", "2.6.0"),
+    CommandSpec::new("fcall", -3, EVAL, "scripting", Handler::Host)
+        .keys_with(script_keys)
+        .doc("Invokes a function.", "7.0.0"),
+    CommandSpec::new("fcall_ro", -3, EVAL | READONLY, "scripting", Handler::Host)
+        .keys_with(script_keys)
+        .doc("Invokes a read-only function.", "7.0.0"),
+    CommandSpec::new("function", -2, NOSCRIPT, "scripting", Handler::Host)
+        .doc("A container for function commands.", "7.0.0"),
 ];
 
 /// [`NOT_HERE`] for a scripting command, for hosts without a VM; `None` for others.

@@ -46,6 +46,20 @@ pub static COMMANDS: &[CommandSpec] = &[
         .doc("Returns the server time.", "2.6.0"),
     CommandSpec::new("wait", 3, NOSCRIPT, "generic", Handler::Host)
         .doc("Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "3.0.0"),
+    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, "server", Handler::Host)
+        .doc("Configures a server as replica of another, or promotes it to a master.", "5.0.0"),
+    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, "server", Handler::Host)
+        .doc("Sets a Redis server as a replica of another, or promotes it to being a master.", "1.0.0"),
+    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, "server", Handler::Host)
+        .doc("Returns the replication role.", "2.8.12"),
+    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, "server", Handler::Host)
+        .doc("An internal command for configuring the replication stream.", "3.0.0"),
+    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, "server", Handler::Host)
+        .doc("An internal command used in replication.", "2.8.0"),
+    CommandSpec::new("recached.demote", 6, ADMIN | NOSCRIPT | STALE | NO_MULTI, "server", Handler::Host)
+        .doc("Recached: a node of a newer failover epoch is primary at host:port; become its replica.", "7.0.0"),
+    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, "server", Handler::Host)
+        .doc("An internal command used in replication.", "1.0.0"),
     CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, "server", Handler::Host)
         .doc("Synchronously saves the database(s) to disk and shuts down the Redis server.", "1.0.0"),
     CommandSpec::new("subscribe", -2, SUB, "pubsub", Handler::Host)

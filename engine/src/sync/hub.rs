@@ -74,7 +74,7 @@ pub const NOAUTH: &str = "NOAUTH Authentication required.";
 
 /// Commands a sync connection may never run, whatever its token.
 const NEVER: &[&str] = &[
-    "select", "swapdb", "move", "auth", "hello", "reset", "client", "wait", "monitor", "sync", "psync", "replicaof", "slaveof", "readonly", "readwrite",
+    "select", "swapdb", "move", "auth", "hello", "reset", "client", "wait", "monitor", "sync", "psync", "replconf", "replicaof", "slaveof", "readonly", "readwrite",
     // Containers whose subcommands Redis flags admin or pubsub (the table flags containers 0).
     "config", "pubsub",
 ];
@@ -835,6 +835,13 @@ impl SyncHub {
     /// resyncing in full. The backlog counts as in use from `now_ms`.
     pub fn restore_stream(&mut self, replid: impl Into<String>, previous: Option<(String, u64)>, groups: Vec<ChangeGroup>, now_ms: u64) {
         self.backlog.restore(replid, previous, groups);
+        self.last_conn_ms = Some(now_ms);
+    }
+
+    /// Marks the backlog in use as of `now_ms` without a sync connection: a host's other
+    /// readers of the same backlog (the native hub's replicas) keep it live, under the
+    /// same `backlog_ttl_ms`.
+    pub fn keep_backlog(&mut self, now_ms: u64) {
         self.last_conn_ms = Some(now_ms);
     }
 

@@ -58,6 +58,8 @@ pub enum JobKind {
     /// `BGREWRITEAOF` (and the first base when the AOF is switched on at runtime): a new
     /// AOF base.
     Rewrite,
+    /// A replica's full sync: the cut streamed to its socket (`crate::repl::primary`).
+    Sync,
 }
 
 /// A background save or rewrite in progress.
@@ -165,7 +167,8 @@ pub fn aof_paths(settings: &Settings) -> AofPaths {
     AofPaths { dir: Path::new(&settings.dir).join(&settings.appenddirname), name: settings.appendfilename.clone() }
 }
 
-/// The refusal writes get now, if the hub cannot persist them.
+/// The refusal writes get now: the hub cannot persist them (`MISCONF`), or replication
+/// says no (`NOREPLICAS`, `READONLY`), in Redis's order.
 fn refusal(hub: &HubState) -> Option<Reply> {
     if let Some(aof) = &hub.persist.aof {
         if let Some(e) = aof.write_error.clone().or_else(|| aof.fsync_error()) {
@@ -173,7 +176,10 @@ fn refusal(hub: &HubState) -> Option<Reply> {
         }
     }
     let rdb_failed = hub.settings.stop_writes_on_bgsave_error && !save_rules(&hub.settings).is_empty() && !hub.persist.last_bgsave_ok;
-    rdb_failed.then(|| Reply::err(BGSAVE_ERR))
+    if rdb_failed {
+        return Some(Reply::err(BGSAVE_ERR));
+    }
+    crate::repl::refusal(hub)
 }
 
 /// Brings the engine's write refusal in line with the persistence state.
@@ -217,6 +223,11 @@ pub enum StartError {
 
 static JOB_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh job id.
+pub fn next_job_id() -> u64 {
+    JOB_IDS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Starts a background save or rewrite (the caller checked nothing runs). Under the lock.
 pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind: JobKind) -> Result<(), StartError> {
     if let Some(k) = hub.persist.running() {
@@ -224,7 +235,7 @@ pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind:
     }
     let Some(shared) = shared.arc() else { return Err(StartError::Io("the hub is stopping".into())) };
     let job = Job {
-        id: JOB_IDS.fetch_add(1, Ordering::Relaxed),
+        id: next_job_id(),
         kind,
         started: Instant::now(),
         dirty_at_start: hub.stats.dirty,
@@ -244,6 +255,8 @@ pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind:
             hub.persist.last_rewrite_try = Some(Instant::now());
             tracing::info!("Background append only file rewriting started");
         }
+        // Started by the replication module, which drives its own cut.
+        JobKind::Sync => return Err(StartError::Io("a replica sync is not started here".into())),
     }
     hub.persist.job = Some(job);
     tokio::spawn(run_job(shared, id, kind, cancel, done));
@@ -251,7 +264,7 @@ pub fn start_job(engine: &mut Engine, hub: &mut HubState, shared: &Shared, kind:
 }
 
 /// Runs one cut step under the lock: cut steps until [`STEP_TIME`] has passed.
-fn step(shared: &Shared) -> recached_engine::snapshot::cut::CutStep {
+pub(crate) fn step(shared: &Shared) -> recached_engine::snapshot::cut::CutStep {
     let mut core = shared.lock();
     let t = Instant::now();
     let mut out = core.engine.cut_step(STEP_ENTRIES);
@@ -284,6 +297,7 @@ async fn run_job(shared: Arc<Shared>, id: u64, kind: JobKind, cancel: Arc<Atomic
             core.hub.stats.dirty = core.hub.stats.dirty.saturating_sub(job.dirty_at_start);
             tracing::info!("Background saving terminated with success");
         }
+        (JobKind::Sync, _) => {}
         (JobKind::Save, Err(e)) => {
             p.last_bgsave_ok = false;
             p.last_bgsave_secs = secs;
@@ -333,6 +347,7 @@ async fn drive(shared: &Arc<Shared>, kind: JobKind, cancel: &AtomicBool, done: &
     };
     let mut rewrite = None;
     let dst = match kind {
+        JobKind::Sync => return Err("a replica sync has no file".into()),
         JobKind::Save => dump_path(&settings),
         JobKind::Rewrite => {
             let from = match &aof_state {
@@ -474,11 +489,11 @@ pub fn cmd_bgsave(engine: &mut Engine, hub: &mut HubState, shared: &Shared, args
     };
     match hub.persist.running() {
         Some(JobKind::Save) => Reply::err("ERR Background save already in progress"),
-        Some(JobKind::Rewrite) if schedule => {
+        Some(JobKind::Rewrite | JobKind::Sync) if schedule => {
             hub.persist.save_scheduled = true;
             Reply::simple("Background saving scheduled")
         }
-        Some(JobKind::Rewrite) => Reply::err(
+        Some(JobKind::Rewrite | JobKind::Sync) => Reply::err(
             "ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
         ),
         None if in_exec => {
@@ -497,7 +512,7 @@ pub fn cmd_bgsave(engine: &mut Engine, hub: &mut HubState, shared: &Shared, args
 pub fn cmd_bgrewriteaof(engine: &mut Engine, hub: &mut HubState, shared: &Shared, in_exec: bool) -> Reply {
     match hub.persist.running() {
         Some(JobKind::Rewrite) => Reply::err("ERR Background append only file rewriting already in progress"),
-        Some(JobKind::Save) => {
+        Some(JobKind::Save | JobKind::Sync) => {
             hub.persist.rewrite_scheduled = true;
             Reply::simple("Background append only file rewriting scheduled")
         }
@@ -670,6 +685,7 @@ fn tick(core: &mut Core, shared: &Shared) {
         }
     }
     refresh_refusal(engine, hub);
+    crate::repl::watch_fence(hub);
     if hub.persist.busy() {
         return;
     }

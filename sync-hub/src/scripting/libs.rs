@@ -4,6 +4,9 @@
 //! empty tables as objects, sparse arrays refused); `cmsgpack` and `struct` are in
 //! `msgpack.rs`.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use mlua::{LightUserData, Lua, Table, Value, Variadic};
 
 /// Registers the libraries as globals (the sandbox then makes them read-only).
@@ -124,27 +127,37 @@ fn null() -> Value {
     Value::LightUserData(LightUserData(std::ptr::null_mut()))
 }
 
+/// lua-cjson's settings (per VM; a script's change stays, as in Redis).
+#[derive(Debug)]
+struct Config {
+    encode_max_depth: AtomicUsize,
+    decode_max_depth: AtomicUsize,
+    encode_invalid_numbers: AtomicBool,
+}
+
 fn cjson(lua: &Lua) -> mlua::Result<Table> {
+    let cfg = Arc::new(Config {
+        encode_max_depth: AtomicUsize::new(MAX_DEPTH),
+        decode_max_depth: AtomicUsize::new(MAX_DEPTH),
+        encode_invalid_numbers: AtomicBool::new(false),
+    });
     let t = lua.create_table()?;
     t.raw_set("null", null())?;
+    let c = cfg.clone();
     t.raw_set(
         "encode",
-        lua.create_function(|lua, v: Value| {
+        lua.create_function(move |lua, v: Value| {
             let mut out = Vec::new();
-            encode(&v, 0, &mut out)?;
+            encode(&v, 0, &c, &mut out)?;
             lua.create_string(&out)
         })?,
     )?;
+    let c = cfg.clone();
     t.raw_set(
         "decode",
-        lua.create_function(|lua, s: mlua::String| {
+        lua.create_function(move |lua, s: mlua::String| {
             let bytes = s.as_bytes();
-            let mut p = Parser {
-                lua,
-                s: &bytes,
-                at: 0,
-                depth: 0,
-            };
+            let mut p = Parser { lua, s: &bytes, at: 0, depth: 0, max_depth: c.decode_max_depth.load(Ordering::Relaxed) };
             p.ws();
             let v = p.value()?;
             p.ws();
@@ -154,16 +167,37 @@ fn cjson(lua: &Lua) -> mlua::Result<Table> {
             Ok(v)
         })?,
     )?;
-    // Configuration functions scripts may call; the settings are lua-cjson's defaults.
-    for name in [
-        "encode_keep_buffer",
-        "encode_max_depth",
-        "decode_max_depth",
-        "encode_number_precision",
+    for (name, decode) in [("encode_max_depth", false), ("decode_max_depth", true)] {
+        let c = cfg.clone();
+        t.raw_set(
+            name,
+            lua.create_function(move |_, n: Option<f64>| {
+                let slot = if decode { &c.decode_max_depth } else { &c.encode_max_depth };
+                if let Some(n) = n {
+                    if !(1.0..=2_147_483_647.0).contains(&n) {
+                        return Err(mlua::Error::runtime(format!("bad argument #1 to '{}' (expected integer between 1 and 2147483647)", name)));
+                    }
+                    slot.store(n as usize, Ordering::Relaxed);
+                }
+                Ok(slot.load(Ordering::Relaxed) as f64)
+            })?,
+        )?;
+    }
+    let c = cfg.clone();
+    t.raw_set(
         "encode_invalid_numbers",
-        "decode_invalid_numbers",
-        "encode_sparse_array",
-    ] {
+        lua.create_function(move |_, v: Option<Value>| {
+            match v {
+                Some(Value::Boolean(b)) => c.encode_invalid_numbers.store(b, Ordering::Relaxed),
+                Some(Value::String(s)) => c.encode_invalid_numbers.store(s.as_bytes().as_ref() != b"off", Ordering::Relaxed),
+                _ => {}
+            }
+            Ok(c.encode_invalid_numbers.load(Ordering::Relaxed))
+        })?,
+    )?;
+    // Accepted with lua-cjson's defaults: buffer reuse, precision 14, invalid numbers on
+    // decode, sparse arrays refused past ratio 2.
+    for name in ["encode_keep_buffer", "encode_number_precision", "decode_invalid_numbers", "encode_sparse_array"] {
         t.raw_set(name, lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
     }
     Ok(t)
@@ -171,22 +205,22 @@ fn cjson(lua: &Lua) -> mlua::Result<Table> {
 
 const MAX_DEPTH: usize = 1000;
 
-fn encode(v: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn encode(v: &Value, depth: usize, cfg: &Config, out: &mut Vec<u8>) -> mlua::Result<()> {
     match v {
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
         Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Integer(i) => out.extend_from_slice(number(*i as f64)?.as_bytes()),
-        Value::Number(n) => out.extend_from_slice(number(*n)?.as_bytes()),
+        Value::Integer(i) => out.extend_from_slice(number(*i as f64, cfg)?.as_bytes()),
+        Value::Number(n) => out.extend_from_slice(number(*n, cfg)?.as_bytes()),
         Value::String(s) => string(&s.as_bytes(), out),
         Value::Table(t) => {
-            if depth >= MAX_DEPTH {
+            if depth >= cfg.encode_max_depth.load(Ordering::Relaxed) {
                 return Err(mlua::Error::runtime(format!(
                     "Cannot serialise, excessive nesting ({})",
                     depth + 1
                 )));
             }
-            table(t, depth + 1, out)?
+            table(t, depth + 1, cfg, out)?
         }
         other => {
             return Err(mlua::Error::runtime(format!(
@@ -198,7 +232,10 @@ fn encode(v: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
     Ok(())
 }
 
-fn number(n: f64) -> mlua::Result<String> {
+fn number(n: f64, cfg: &Config) -> mlua::Result<String> {
+    if !n.is_finite() && cfg.encode_invalid_numbers.load(Ordering::Relaxed) {
+        return Ok(if n.is_nan() { "nan" } else if n > 0.0 { "inf" } else { "-inf" }.to_string());
+    }
     if !n.is_finite() {
         return Err(mlua::Error::runtime(
             "Cannot serialise number: must not be NaN or Inf",
@@ -226,7 +263,7 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn table(t: &Table, depth: usize, cfg: &Config, out: &mut Vec<u8>) -> mlua::Result<()> {
     // An array: every key a positive integer, not excessively sparse (lua-cjson's rule).
     let mut max = 0usize;
     let mut count = 0usize;
@@ -258,7 +295,7 @@ fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
             if i > 1 {
                 out.push(b',');
             }
-            encode(&t.raw_get::<Value>(i)?, depth, out)?;
+            encode(&t.raw_get::<Value>(i)?, depth, cfg, out)?;
         }
         out.push(b']');
         return Ok(());
@@ -273,8 +310,8 @@ fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
         first = false;
         match &k {
             Value::String(s) => string(&s.as_bytes(), out),
-            Value::Integer(i) => string(number(*i as f64)?.as_bytes(), out),
-            Value::Number(n) => string(number(*n)?.as_bytes(), out),
+            Value::Integer(i) => string(number(*i as f64, cfg)?.as_bytes(), out),
+            Value::Number(n) => string(number(*n, cfg)?.as_bytes(), out),
             _ => {
                 return Err(mlua::Error::runtime(
                     "Cannot serialise table: table key must be a number or string",
@@ -282,7 +319,7 @@ fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
             }
         }
         out.push(b':');
-        encode(&v, depth, out)?;
+        encode(&v, depth, cfg, out)?;
     }
     out.push(b'}');
     Ok(())
@@ -293,6 +330,7 @@ struct Parser<'a> {
     s: &'a [u8],
     at: usize,
     depth: usize,
+    max_depth: usize,
 }
 
 impl Parser<'_> {
@@ -355,7 +393,7 @@ impl Parser<'_> {
 
     fn nest(&mut self) -> mlua::Result<()> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth > self.max_depth {
             return Err(mlua::Error::runtime(format!(
                 "Found too many nested data structures ({}) at character {}",
                 self.depth,

@@ -14,6 +14,7 @@
 //! capped ([`LUA_MEMORY_LIMIT`]).
 
 mod convert;
+mod functions;
 mod libs;
 mod msgpack;
 mod rescue;
@@ -46,6 +47,8 @@ const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 /// `-BUSY` while an EVAL script runs past the threshold.
 pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+/// `-BUSY` while a function runs past the threshold.
+pub const BUSY_FUNCTION: &str = "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
 const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
@@ -82,6 +85,10 @@ pub struct ScriptWatch {
     moved: AtomicBool,
     /// It runs on the runtime thread (nothing else is served meanwhile).
     inline: AtomicBool,
+    /// It is a function (FCALL), not an EVAL script.
+    function: AtomicBool,
+    /// A FUNCTION LOAD runs until then (Unix ms; 0: none).
+    load_deadline_ms: AtomicU64,
     /// Serves new connections while a script that cannot move holds the runtime thread.
     pub rescue: rescue::Rescue,
     done: tokio::sync::Notify,
@@ -144,13 +151,18 @@ impl ScriptWatch {
             .get(1)
             .map(|a| a.to_ascii_lowercase())
             .unwrap_or_default();
+        let function = self.function.load(Ordering::Acquire);
+        let busy = if function { BUSY_FUNCTION } else { BUSY_EVAL };
         match (name.as_slice(), sub.as_slice()) {
-            (b"script", b"kill") if args.len() == 2 => Some(self.kill()),
+            // Each kind is killed by its own command; the other one gets the other's BUSY.
+            (b"script", b"kill") if args.len() == 2 && function => Some(Reply::err(BUSY_FUNCTION)),
+            (b"function", b"kill") if args.len() == 2 && !function => Some(Reply::err(BUSY_EVAL)),
+            (b"script" | b"function", b"kill") if args.len() == 2 => Some(self.kill()),
             (b"shutdown", b"nosave") => {
                 tracing::warn!("SHUTDOWN NOSAVE while a script runs: exiting now, the script's writes are lost");
                 std::process::exit(0);
             }
-            _ => Some(Reply::err(BUSY_EVAL)),
+            _ => Some(Reply::err(busy)),
         }
     }
 
@@ -179,7 +191,8 @@ impl ScriptWatch {
         self.end();
     }
 
-    fn start(&self, threshold_ms: u64, may_move: bool, inline: bool) {
+    fn start(&self, threshold_ms: u64, may_move: bool, inline: bool, function: bool) {
+        self.function.store(function, Ordering::Release);
         self.may_move.store(may_move, Ordering::Release);
         self.inline.store(inline, Ordering::Release);
         self.moved.store(false, Ordering::Release);
@@ -201,6 +214,10 @@ impl ScriptWatch {
     /// The instruction-count hook's check: marks the script busy past the threshold, and
     /// stops it when killed.
     fn check(self: &Arc<Self>) -> Result<VmState, mlua::Error> {
+        let deadline = self.load_deadline_ms.load(Ordering::Acquire);
+        if deadline != 0 && crate::hub::now_ms() > deadline {
+            return Err(mlua::Error::runtime("FUNCTION LOAD timeout"));
+        }
         if !self.running() {
             return Ok(VmState::Continue);
         }
@@ -263,6 +280,14 @@ pub struct Scripts {
     hidden: Table,
     /// `R.run`: calls a script under the error handler.
     run_fn: Function,
+    /// `R.run_with`: calls a function (FCALL) with its keys and arguments.
+    run_with_fn: Function,
+    /// The sandbox's private table (`R`).
+    private: Table,
+    /// FUNCTION LOAD's libraries.
+    functions: functions::Functions,
+    /// What `redis.register_function` collects during a load.
+    collector: functions::Collector,
     /// The run in progress, for `redis.call`.
     current: Slot,
     cache: HashMap<String, Script>,
@@ -301,6 +326,11 @@ impl Scripting {
             Some(s) => (s.lua.used_memory(), s.body_bytes, s.cache.len()),
             None => (0, 0, 0),
         }
+    }
+
+    /// INFO's `number_of_libraries` and `number_of_functions`.
+    pub fn function_counts(&self) -> (usize, usize) {
+        self.lock().as_ref().map(functions::counts).unwrap_or((0, 0))
     }
 }
 
@@ -360,6 +390,13 @@ impl Scripts {
             })?;
             native.raw_set(if raise { "call" } else { "pcall" }, f)?;
         }
+        // Whether the run is being stopped (SCRIPT KILL, or the move off the runtime
+        // thread): pcall/xpcall then do not catch.
+        let w = watch.clone();
+        native.raw_set(
+            "killed",
+            lua.create_function(move |_, ()| Ok(w.kill.load(Ordering::Acquire) || w.moved.load(Ordering::Acquire)))?,
+        )?;
         // The message of an error a host function raised (mlua carries it as userdata).
         native.raw_set(
             "errmsg",
@@ -529,6 +566,12 @@ impl Scripts {
                 }
             })?,
         )?;
+        let collector: functions::Collector = Arc::new(Mutex::new(None));
+        let (raise, c) = (raiser(&private), collector.clone());
+        native.raw_set(
+            "register_function",
+            lua.create_function(move |lua, args: MultiValue| functions::register_function(lua, &c, args, &raise))?,
+        )?;
         let init = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=recached")
@@ -536,6 +579,7 @@ impl Scripts {
         init.call::<()>((private.clone(), native, REDIS_VERSION, version_num()))?;
         let hidden: Table = private.raw_get("hidden")?;
         let run_fn: Function = private.raw_get("run")?;
+        let run_with_fn: Function = private.raw_get("run_with")?;
         // The instruction-count hook (every 100,000 instructions, as Redis): busy marking,
         // SCRIPT KILL, and the move off the runtime thread.
         lua.set_app_data(watch.clone());
@@ -548,6 +592,10 @@ impl Scripts {
             lua,
             hidden,
             run_fn,
+            run_with_fn,
+            private,
+            functions: functions::Functions::default(),
+            collector,
             current,
             cache: HashMap::new(),
             eval_order: VecDeque::new(),
@@ -750,6 +798,7 @@ pub fn eval(
             &args[3..3 + numkeys],
             &args[3 + numkeys..],
             run,
+            false,
         )
     });
     result.unwrap_or_else(|e| e)
@@ -764,6 +813,7 @@ fn run_script(
     keys: &[Bytes],
     argv: &[Bytes],
     run: ScriptRun,
+    function: bool,
 ) -> Reply {
     let RunCtx {
         engine,
@@ -774,8 +824,15 @@ fn run_script(
     } = ctx;
     let lua = &s.lua;
     let outcome = (|| -> mlua::Result<Reply> {
-        s.hidden.raw_set("KEYS", convert::array(lua, keys)?)?;
-        s.hidden.raw_set("ARGV", convert::array(lua, argv)?)?;
+        // EVAL's KEYS and ARGV are globals; a function gets them as arguments.
+        let (keys, argv) = (convert::array(lua, keys)?, convert::array(lua, argv)?);
+        if function {
+            s.hidden.raw_set("KEYS", Value::Nil)?;
+            s.hidden.raw_set("ARGV", Value::Nil)?;
+        } else {
+            s.hidden.raw_set("KEYS", keys.clone())?;
+            s.hidden.raw_set("ARGV", argv.clone())?;
+        }
         // The script's own client: the caller's database, RESP2 until redis.setresp(3).
         let mut script_session = Session::new(session.id);
         script_session.db = session.db;
@@ -792,7 +849,11 @@ fn run_script(
             resp3: false,
             now_ms,
         });
-        let result = s.run_fn.call::<MultiValue>(func.clone());
+        let result = if function {
+            s.run_with_fn.call::<MultiValue>((func.clone(), keys, argv))
+        } else {
+            s.run_fn.call::<MultiValue>(func.clone())
+        };
         let resp3 = lock_slot(&s.current)
             .take()
             .map(|c| c.resp3)
@@ -969,8 +1030,14 @@ pub fn script(scripting: &Scripting, args: &[Bytes]) -> Reply {
                     return Reply::err("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
                 }
             }
-            // A new VM: everything the old one held (scripts, globals scripts made) goes.
-            *scripting.lock() = None;
+            // The cached scripts go (the libraries of FUNCTION LOAD stay, as in Redis, whose
+            // functions have their own VM).
+            if let Some(s) = scripting.lock().as_mut() {
+                s.cache.clear();
+                s.eval_order.clear();
+                s.body_bytes = 0;
+                let _ = s.lua.gc_collect();
+            }
             Reply::Ok
         }
         b"kill" => {
@@ -1010,8 +1077,8 @@ pub fn script(scripting: &Scripting, args: &[Bytes]) -> Reply {
 }
 
 /// Marks the start of a run for other connections (the lock is held).
-pub fn begin(scripting: &Scripting, threshold_ms: u64, may_move: bool, inline: bool) {
-    scripting.watch.start(threshold_ms, may_move, inline);
+pub fn begin(scripting: &Scripting, threshold_ms: u64, may_move: bool, inline: bool, function: bool) {
+    scripting.watch.start(threshold_ms, may_move, inline, function);
 }
 
 /// Marks the end of a run and wakes the connections that wait for it.
@@ -1019,18 +1086,27 @@ pub fn end(scripting: &Scripting) {
     scripting.watch.end();
 }
 
-/// `EVAL` and friends for a host: starts the watch around [`eval`]. Returns
-/// the reply, and whether the script stopped to run again off the runtime thread (then
-/// the reply is to be dropped and the command run again there).
+pub use functions::function as function_command;
+
+/// `EVAL`, `EVALSHA`, their `_RO` forms, `FCALL` and `FCALL_RO` for a host: starts the
+/// watch around the run. Returns the reply, and whether the script stopped to run again
+/// off the runtime thread (then the reply is to be dropped and the command run again there).
 pub fn eval_command(scripting: &Scripting, ctx: RunCtx<'_>, args: &[Bytes]) -> (Reply, bool) {
     let name = args[0].to_ascii_lowercase();
+    if name == b"fcall" || name == b"fcall_ro" {
+        begin(scripting, ctx.busy_threshold_ms, ctx.may_move, ctx.inline, true);
+        let reply = functions::fcall(scripting, ctx, args, name == b"fcall_ro");
+        let moved = scripting.watch.moved.swap(false, Ordering::AcqRel);
+        end(scripting);
+        return (reply, moved);
+    }
     let (by_sha, read_only) = match name.as_slice() {
         b"evalsha" => (true, false),
         b"eval_ro" => (false, true),
         b"evalsha_ro" => (true, true),
         _ => (false, false),
     };
-    begin(scripting, ctx.busy_threshold_ms, ctx.may_move, ctx.inline);
+    begin(scripting, ctx.busy_threshold_ms, ctx.may_move, ctx.inline, false);
     let reply = eval(scripting, ctx, args, by_sha, read_only);
     let moved = scripting.watch.moved.swap(false, Ordering::AcqRel);
     end(scripting);

@@ -51,7 +51,7 @@ local function handler(err)
   while true do
     local i = getinfo(level, 'Sl')
     if not i then break end
-    if i.what ~= 'C' and i.source ~= INTERNAL then
+    if i.what ~= 'C' and i.source ~= INTERNAL and i.source ~= '=(tail call)' then
       at = i
       break
     end
@@ -86,6 +86,12 @@ local run_xpcall = xpcall
 function R.run(f)
   R.err = nil
   return run_xpcall(f, handler)
+end
+
+-- A function (FCALL) gets its keys and arguments as two tables.
+function R.run_with(f, keys, args)
+  R.err = nil
+  return run_xpcall(function() return f(keys, args) end, handler)
 end
 
 local function err_table(text)
@@ -197,6 +203,8 @@ local function settle(ok, ...)
   -- As Redis's pcall: an error table with a message gives the message.
   if not ok then
     local e = ...
+    -- A killed script cannot catch its way out of SCRIPT KILL.
+    if native.killed() then error(e, 0) end
     if R.err ~= nil then
       e = R.err
       R.err = nil
@@ -213,8 +221,13 @@ end
 G.pcall = function(f, ...)
   return settle(raw_pcall(f, ...))
 end
+local function settle_x(ok, ...)
+  if not ok and native.killed() then error((...), 0) end
+  return ok, ...
+end
 G.xpcall = function(f, h)
-  return raw_xpcall(f, function(e)
+  return settle_x(raw_xpcall(f, function(e)
+    if native.killed() then return e end
     if R.err ~= nil then
       e = R.err
       R.err = nil
@@ -222,7 +235,7 @@ G.xpcall = function(f, h)
       e = native.errmsg(e)
     end
     return h(e)
-  end)
+  end))
 end
 -- Binary chunks are refused, as in Redis (their bytecode is not verified).
 local function text_only(s, name)
@@ -271,7 +284,28 @@ raw_setmetatable(hidden, {
   end,
 })
 local shown_meta = protect({ __index = hidden })
-raw_setmetatable(G, { __index = hidden, __newindex = refuse, __metatable = shown_meta })
+local gmeta = { __index = hidden, __newindex = refuse, __metatable = shown_meta }
+raw_setmetatable(G, gmeta)
+
+-- What a library's code sees while FUNCTION LOAD runs it: only `redis` with
+-- register_function, log and the version (as Redis 7.0); the callbacks it registers run
+-- later with the full globals.
+local function missing(_, name)
+  error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+end
+local libredis = {
+  register_function = native.register_function,
+  log = native.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = version,
+  REDIS_VERSION_NUM = version_num,
+}
+raw_setmetatable(libredis, { __index = missing })
+local libapi = { redis = protect(libredis) }
+raw_setmetatable(libapi, { __index = missing })
+function R.loading(on)
+  gmeta.__index = on and libapi or hidden
+end
 
 R.hidden = hidden
 R.protect = protect
