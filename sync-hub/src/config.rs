@@ -184,6 +184,13 @@ pub struct Args {
     /// A replica is good when it acknowledged within this many seconds.
     #[arg(long = "min-replicas-max-lag", env = "RECACHED_MIN_REPLICAS_MAX_LAG")]
     pub min_replicas_max_lag: Option<String>,
+    /// The address this hub gives others to reach it (replication, failover), when it
+    /// is not the one they see (NAT, a proxy).
+    #[arg(long = "replica-announce-ip", env = "RECACHED_REPLICA_ANNOUNCE_IP")]
+    pub replica_announce_ip: Option<String>,
+    /// The port that goes with it (0: the RESP port).
+    #[arg(long = "replica-announce-port", env = "RECACHED_REPLICA_ANNOUNCE_PORT")]
+    pub replica_announce_port: Option<String>,
     /// On the designated replica: promote after this many ms without a word from the
     /// primary (0: never); its primary then fences itself (docs/replication.md).
     #[arg(long = "failover-timeout", env = "RECACHED_FAILOVER_TIMEOUT")]
@@ -205,7 +212,7 @@ pub struct Args {
 impl Args {
     /// The flags given, as (parameter name, value) pairs.
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 50] = [
+        let all: [(&'static str, &Option<String>); 52] = [
             ("port", &self.port),
             ("ws-port", &self.ws_port),
             ("bind", &self.bind),
@@ -254,6 +261,8 @@ impl Args {
             ("min-replicas-to-write", &self.min_replicas_to_write),
             ("min-replicas-max-lag", &self.min_replicas_max_lag),
             ("failover-timeout", &self.failover_timeout),
+            ("replica-announce-ip", &self.replica_announce_ip),
+            ("replica-announce-port", &self.replica_announce_port),
             ("io-threads", &self.io_threads),
             ("dev", &self.dev),
         ];
@@ -413,6 +422,10 @@ pub struct Settings {
     pub min_replicas_max_lag: u64,
     /// `failover-timeout` in ms (0: off).
     pub failover_timeout: u64,
+    /// `replica-announce-ip` (empty: the address the peer sees).
+    pub replica_announce_ip: String,
+    /// `replica-announce-port` (0: the RESP port).
+    pub replica_announce_port: u16,
     /// `io-threads`: tokio worker threads (1: a single-threaded runtime).
     pub io_threads: usize,
     /// `dev`: mint demo tokens on `GET /dev/token` (loopback only; [`crate::dev`]).
@@ -477,6 +490,8 @@ impl Default for Settings {
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
             failover_timeout: 0,
+            replica_announce_ip: String::new(),
+            replica_announce_port: 0,
             io_threads: 1,
             dev: false,
         }
@@ -562,6 +577,8 @@ pub static PARAMS: &[Param] = &[
     p("min-replicas-to-write", true),
     p("min-replicas-max-lag", true),
     p("failover-timeout", false),
+    p("replica-announce-ip", true),
+    p("replica-announce-port", true),
     p("repl-diskless-sync", true),
     p("repl-diskless-sync-delay", true),
     p("repl-diskless-sync-max-replicas", true),
@@ -620,6 +637,8 @@ pub fn param(name: &str) -> Option<&'static Param> {
         ("slave-priority", "replica-priority"),
         ("slave-lazy-flush", "replica-lazy-flush"),
         ("slave-announced", "replica-announced"),
+        ("slave-announce-ip", "replica-announce-ip"),
+        ("slave-announce-port", "replica-announce-port"),
     ];
     let name = OLD.iter().find(|(old, _)| old.eq_ignore_ascii_case(name)).map(|(_, new)| *new).unwrap_or(name);
     PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
@@ -825,10 +844,12 @@ impl Settings {
             "repl-backlog-size" => self.sync_backlog_bytes = parse_mem_bounded(value, 1 << 10, i64::MAX as u64)?,
             "min-replicas-to-write" => self.min_replicas_to_write = parse_int(value, 0, i32::MAX as i64)? as u64,
             "min-replicas-max-lag" => self.min_replicas_max_lag = parse_int(value, 0, i32::MAX as i64)? as u64,
+            "replica-announce-ip" => self.replica_announce_ip = value.trim().to_string(),
+            "replica-announce-port" => self.replica_announce_port = parse_int(value, 0, 65535)? as u16,
             "failover-timeout" => {
                 let ms = parse_int(value, 0, i32::MAX as i64)? as u64;
-                if ms > 0 && ms < 200 {
-                    return Err("argument must be 0 (off) or at least 200 ms (heartbeats are 100 ms apart)".to_string());
+                if ms > 0 && ms < 500 {
+                    return Err("argument must be 0 (off) or at least 500 ms (heartbeats and fence checks run every 100 ms)".to_string());
                 }
                 self.failover_timeout = ms
             }
@@ -898,6 +919,8 @@ impl Settings {
             "min-replicas-to-write" => self.min_replicas_to_write.to_string(),
             "min-replicas-max-lag" => self.min_replicas_max_lag.to_string(),
             "failover-timeout" => self.failover_timeout.to_string(),
+            "replica-announce-ip" => self.replica_announce_ip.clone(),
+            "replica-announce-port" => self.replica_announce_port.to_string(),
             "io-threads" => self.io_threads.to_string(),
             "dev" => yes_no(self.dev),
             _ => return None,

@@ -48,13 +48,16 @@ pub fn mono_ms() -> u64 {
 }
 
 /// What `failover.state` holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// The highest failover epoch this node took part in.
     pub epoch: u64,
     /// As a primary: a designated replica attached, with this failover timeout (ms; 0:
     /// none), so writes need its lease.
     pub designated_ms: u64,
+    /// The primary a failover made this node follow (`RECACHED.DEMOTE`): a restart follows
+    /// it again, whatever the configured `replicaof` says, until a promotion clears it.
+    pub follow: Option<(String, u16)>,
 }
 
 fn state_path(settings: &crate::config::Settings) -> PathBuf {
@@ -71,21 +74,25 @@ pub fn load(settings: &crate::config::Settings) -> Result<State, String> {
     };
     let mut st = State::default();
     for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next().and_then(|v| v.parse::<u64>().ok())) {
-            (Some("epoch"), Some(v)) => st.epoch = v,
-            (Some("designated"), Some(v)) => st.designated_ms = v,
-            (None, _) => {}
-            _ => return Err(format!("{}: bad line '{}'", path.display(), line)),
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["epoch", v] if v.parse::<u64>().is_ok() => st.epoch = v.parse().unwrap_or(0),
+            ["designated", v] if v.parse::<u64>().is_ok() => st.designated_ms = v.parse().unwrap_or(0),
+            ["follow", host, port] if port.parse::<u16>().is_ok() => st.follow = Some((host.to_string(), port.parse().unwrap_or(0))),
+            [] => {}
+            _ => return Err(format!("{}: bad line '{}' (delete the file to start over)", path.display(), line)),
         }
     }
     Ok(st)
 }
 
 /// Writes the state durably (temp file, fsync, rename, fsync of the directory).
-pub fn store(settings: &crate::config::Settings, st: State) -> Result<(), String> {
+pub fn store(settings: &crate::config::Settings, st: &State) -> Result<(), String> {
     let path = state_path(settings);
-    let text = format!("epoch {}\ndesignated {}\n", st.epoch, st.designated_ms);
+    let mut text = format!("epoch {}\ndesignated {}\n", st.epoch, st.designated_ms);
+    if let Some((host, port)) = &st.follow {
+        text.push_str(&format!("follow {} {}\n", host, port));
+    }
     crate::persist::files::ensure_dir(crate::persist::files::parent(&path))
         .and_then(|_| crate::persist::files::write_atomic(&path, text.as_bytes()))
         .map_err(|e| format!("cannot write {}: {}", path.display(), crate::persist::files::os_text(&e)))
@@ -93,7 +100,7 @@ pub fn store(settings: &crate::config::Settings, st: State) -> Result<(), String
 
 /// Persists the hub's current epoch and designated flag.
 pub fn save(hub: &HubState) -> Result<(), String> {
-    store(&hub.settings, State { epoch: hub.repl.epoch, designated_ms: hub.repl.designated_ms })
+    store(&hub.settings, &State { epoch: hub.repl.epoch, designated_ms: hub.repl.designated_ms, follow: hub.repl.follow.clone() })
 }
 
 /// Whether this primary must refuse writes now: it has a designated replica and no lease.
@@ -112,12 +119,13 @@ pub fn promote(engine: &mut Engine, hub: &mut HubState, shared: &Shared, silent_
     let Some((host, port)) = hub.repl.primary.clone() else { return false };
     let epoch = hub.repl.epoch.max(hub.repl.link.primary_epoch) + 1;
     // Durable before the first write this node accepts as a primary.
-    if let Err(e) = store(&hub.settings, State { epoch, designated_ms: 0 }) {
+    if let Err(e) = store(&hub.settings, &State { epoch, designated_ms: 0, follow: None }) {
         tracing::error!(cause = %e, "FAILOVER not done: the new epoch cannot be persisted");
         return false;
     }
     hub.repl.epoch = epoch;
     hub.repl.designated_ms = 0;
+    hub.repl.follow = None;
     let (old_replid, offset) = (hub.replid.clone(), engine.offset());
     super::promote(engine, hub, shared, "failover");
     hub.repl.promotions += 1;
@@ -149,11 +157,13 @@ pub fn cmd_demote(engine: &mut Engine, hub: &mut HubState, shared: &Shared, args
     let (host, replid) = (text(2), text(4));
     let ours = hub.replid == replid || hub.persist.previous.as_ref().is_some_and(|(r, _)| *r == replid);
     let discarded = if ours { engine.offset().saturating_sub(offset) } else { 0 };
-    if let Err(e) = store(&hub.settings, State { epoch, designated_ms: 0 }) {
+    let follow = Some((host.clone(), port));
+    if let Err(e) = store(&hub.settings, &State { epoch, designated_ms: 0, follow: follow.clone() }) {
         return Reply::err(format!("ERR {}", e));
     }
     hub.repl.epoch = epoch;
     hub.repl.designated_ms = 0;
+    hub.repl.follow = follow;
     hub.repl.discarded += discarded;
     tracing::warn!(
         "DEMOTED: {}:{} is primary with epoch {}; following it, and discarding {} change group(s) past offset {} that no replica confirmed",
@@ -207,11 +217,15 @@ async fn tell(shared: &Shared, host: &str, port: u16, epoch: u64, replid: &str, 
         Ok(Err(e)) => return Err(Retry(e.to_string())),
         Err(_) => return Err(Retry("connect timeout".into())),
     };
-    // The address the old primary reaches us at: ours on this very connection.
-    let me = s.local_addr().map(|a| a.ip().to_string()).map_err(|e| Retry(e.to_string()))?;
-    let (user, pass, my_port) = {
+    // The address the old primary reaches us at: the announced one, else ours on this
+    // very connection.
+    let seen = s.local_addr().map(|a| a.ip().to_string()).map_err(|e| Retry(e.to_string()))?;
+    let (user, pass, me, my_port) = {
         let core = shared.lock_when_idle().await;
-        (core.hub.settings.masteruser.clone(), core.hub.settings.masterauth.clone(), shared.tcp_port.load(Ordering::Relaxed))
+        let st = &core.hub.settings;
+        let me = if st.replica_announce_ip.is_empty() { seen } else { st.replica_announce_ip.clone() };
+        let port = if st.replica_announce_port == 0 { shared.tcp_port.load(Ordering::Relaxed) } else { st.replica_announce_port };
+        (st.masteruser.clone(), st.masterauth.clone(), me, port)
     };
     let mut out = Vec::new();
     if !pass.is_empty() {

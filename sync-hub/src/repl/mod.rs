@@ -129,6 +129,8 @@ pub struct Repl {
     pub discarded: u64,
     /// Times this node promoted itself.
     pub promotions: u64,
+    /// The primary a failover made us follow (persisted; a restart follows it again).
+    pub follow: Option<(String, u16)>,
     /// `sync_full`, `sync_partial_ok`, `sync_partial_err` of INFO stats.
     pub full_syncs: u64,
     /// Partial resyncs accepted.
@@ -249,6 +251,14 @@ pub fn init(shared: &Shared) -> Result<(), String> {
     let st = failover::load(&core.hub.settings)?;
     core.hub.repl.epoch = st.epoch;
     core.hub.repl.designated_ms = st.designated_ms;
+    core.hub.repl.follow = st.follow.clone();
+    if let Some((host, port)) = st.follow {
+        // A failover made this node a replica: that outranks the configured role.
+        if core.hub.settings.replicaof.as_ref() != Some(&(host.clone(), port)) {
+            tracing::warn!(%host, port, epoch = st.epoch, "following {}:{}, the primary a failover chose (failover.state), not the configured replicaof", host, port);
+        }
+        core.hub.settings.replicaof = Some((host, port));
+    }
     if st.designated_ms > 0 {
         tracing::warn!(
             epoch = st.epoch,
@@ -334,6 +344,12 @@ pub fn new_replid() -> String {
 pub fn cmd_replicaof(engine: &mut Engine, hub: &mut HubState, shared: &Shared, args: &[Bytes]) -> Reply {
     let host = String::from_utf8_lossy(&args[1]).into_owned();
     let port = String::from_utf8_lossy(&args[2]).into_owned();
+    // The operator's choice replaces the one a failover made.
+    if hub.repl.follow.take().is_some() {
+        if let Err(e) = failover::save(hub) {
+            tracing::error!(cause = %e, "cannot persist the failover state");
+        }
+    }
     if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
         if hub.repl.is_replica() {
             promote(engine, hub, shared, "REPLICAOF NO ONE");

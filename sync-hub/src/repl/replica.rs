@@ -134,7 +134,8 @@ async fn session(shared: &Arc<Shared>, generation: u64, host: &str, port: u16) -
         let mut core = shared.lock_when_idle().await;
         core.hub.repl.link.handshake = true;
         let s = &core.hub.settings;
-        (s.masteruser.clone(), s.masterauth.clone(), shared.tcp_port.load(Ordering::Relaxed), s.failover_timeout)
+        let port = if s.replica_announce_port == 0 { shared.tcp_port.load(Ordering::Relaxed) } else { s.replica_announce_port };
+        (s.masteruser.clone(), s.masterauth.clone(), port, s.failover_timeout)
     };
     // Silence that ends the link: repl-timeout, or sooner the failover timeout.
     let mut silence = Duration::from_secs(shared.knobs.repl_timeout_secs.load(Ordering::Relaxed).max(1));
