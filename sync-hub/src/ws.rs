@@ -169,6 +169,10 @@ pub struct SyncShared {
     closes: Mutex<BTreeMap<u16, u64>>,
     /// The AOF's progress: output that depends on writes leaves once they are persisted.
     pub gate: Arc<Gate>,
+    /// The backlog's size bound, base offset and bytes held, as of its last change: what
+    /// INFO reads without the sync lock (INFO may run from this port's own message, which
+    /// holds it).
+    backlog_view: [AtomicU64; 3],
 }
 
 /// The hub state machine and the sockets it talks to. Lock order: the engine lock
@@ -281,7 +285,22 @@ impl SyncShared {
             lag: LagHistogram::default(),
             closes: Mutex::new(BTreeMap::new()),
             gate,
+            backlog_view: [AtomicU64::new(settings.sync_backlog_bytes), AtomicU64::new(offset), AtomicU64::new(0)],
         })
+    }
+
+    /// Records the backlog's figures for [`SyncShared::backlog_view`] (call with the lock).
+    pub fn note_backlog(&self, st: &SyncState) {
+        let b = st.hub.backlog();
+        for (slot, v) in self.backlog_view.iter().zip([b.max_bytes() as u64, b.base_offset(), b.bytes() as u64]) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The backlog's size bound, base offset and bytes held, as last recorded.
+    pub fn backlog_view(&self) -> (usize, u64, usize) {
+        let v = |i: usize| self.backlog_view[i].load(Ordering::Relaxed);
+        (v(0) as usize, v(1), v(2) as usize)
     }
 
     /// Takes the sync lock. Hold the engine lock first if both are needed.
@@ -365,6 +384,7 @@ impl ChangeSink for SyncSink {
             return;
         }
         let mut out = st.hub.publish(engine, &groups[start..], now_ms());
+        sync.note_backlog(&st);
         out.dedupe.clear();
         let need = groups.last().map(|g| g.offset).unwrap_or(0);
         st.deliver_gated(out, None, sync, need);
@@ -596,6 +616,7 @@ fn handle_message(shared: &Arc<Shared>, sync: &Arc<SyncShared>, id: ConnId, data
             None => shared.gate.need_after(0, 0),
         };
         st.deliver_gated(out, Some(id), sync, need);
+        sync.note_backlog(&st);
         groups
     };
     // The sync lock is released: the sinks (the SyncSink among them) take it again.

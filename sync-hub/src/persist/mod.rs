@@ -864,6 +864,7 @@ pub async fn startup(shared: &Arc<Shared>) -> Result<(), String> {
         let mut st = sync.lock();
         let replid = core.hub.replid.clone();
         st.hub.restore_stream(replid, found.previous.clone(), found.tail, now_ms());
+        sync.note_backlog(&st);
         let _ = st.hub.restore_dedupe(found.dedupe);
     }
     if core.hub.settings.appendonly {

@@ -289,6 +289,7 @@ pub fn switch_stream(engine: &mut Engine, hub: &mut HubState, shared: &Shared, r
         let mut st = sync.lock();
         let groups: Vec<ChangeGroup> = st.hub.backlog().groups().cloned().collect();
         st.hub.restore_stream(replid.clone(), previous.clone(), groups, now_ms());
+        sync.note_backlog(&st);
     }
     if let Some(b) = hub.repl.own_backlog.as_mut() {
         let groups: Vec<ChangeGroup> = b.groups().cloned().collect();
@@ -306,7 +307,9 @@ pub fn reset_stream(hub: &mut HubState, shared: &Shared, replid: &str, offset: u
     hub.replid = replid.to_string();
     hub.persist.previous = None;
     if let Some(sync) = shared.sync() {
-        sync.lock().hub.reset_stream(replid.to_string(), offset);
+        let mut st = sync.lock();
+        st.hub.reset_stream(replid.to_string(), offset);
+        sync.note_backlog(&st);
     }
     if let Some(b) = hub.repl.own_backlog.as_mut() {
         b.reset(replid.to_string(), offset);
@@ -322,6 +325,7 @@ pub fn adopt_replid(engine: &mut Engine, hub: &mut HubState, shared: &Shared, re
         let mut st = sync.lock();
         let groups: Vec<ChangeGroup> = st.hub.backlog().groups().cloned().collect();
         st.hub.restore_stream(replid.to_string(), None, groups, now_ms());
+        sync.note_backlog(&st);
     }
     if let Some(b) = hub.repl.own_backlog.as_mut() {
         let groups: Vec<ChangeGroup> = b.groups().cloned().collect();
@@ -516,9 +520,8 @@ pub fn info_fields(engine: &Engine, hub: &HubState, shared: &Shared) -> Vec<(Str
     w("second_repl_offset", second.to_string());
     let mut hub_copy = None;
     if let Some(sync) = shared.sync() {
-        let st = sync.lock();
-        let b = st.hub.backlog();
-        hub_copy = Some((b.max_bytes(), b.base_offset(), b.bytes()));
+        // Never the sync lock here: INFO may come from the sync port's own message.
+        hub_copy = Some(sync.backlog_view());
     } else if let Some(b) = &repl.own_backlog {
         hub_copy = Some((b.max_bytes(), b.base_offset(), b.bytes()));
     }

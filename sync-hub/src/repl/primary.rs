@@ -118,7 +118,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, input: BytesMut, 
     if full {
         tokio::spawn(full_sync(shared.clone(), id, handle.clone(), cancel.clone()));
     }
-    let lease = (hs.failover_ms > 0).then(|| (shared.lock().hub.repl.lease_until.clone(), hs.failover_ms));
+    let lease = if hs.failover_ms > 0 { Some((shared.lock_when_idle().await.hub.repl.lease_until.clone(), hs.failover_ms)) } else { None };
     let why = pump(&shared, id, &mut stream, input, &handle, &ack, &last_ack_ms, lease).await;
     cancel.store(true, Ordering::Release);
     tracing::info!(replica = %peer_ip, port = hs.listening_port, cause = %why, "Connection with replica lost");
