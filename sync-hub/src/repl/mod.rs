@@ -275,31 +275,37 @@ pub fn init(shared: &Shared) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts a new stream id at the current offset, keeping the old one as the secondary
-/// (PSYNC2): after `REPLICAOF NO ONE`, a promotion, or a continue under a new id.
-pub fn switch_stream(engine: &mut Engine, hub: &mut HubState, shared: &Shared, replid: String) {
-    let offset = engine.offset();
-    let old = std::mem::replace(&mut hub.replid, replid.clone());
-    if old == replid {
-        return;
-    }
-    let previous = Some((old, offset));
+/// Re-keys both backlogs (the sync port's and our own) to `replid`, keeping their groups,
+/// with `previous` as the stream it continues, and records the id in the AOF.
+fn rekey_stream(engine: &Engine, hub: &mut HubState, shared: &Shared, replid: &str, previous: Option<(String, u64)>) {
+    hub.replid = replid.to_string();
     hub.persist.previous = previous.clone();
     if let Some(sync) = shared.sync() {
         let mut st = sync.lock();
         let groups: Vec<ChangeGroup> = st.hub.backlog().groups().cloned().collect();
-        st.hub.restore_stream(replid.clone(), previous.clone(), groups, now_ms());
+        st.hub.restore_stream(replid.to_string(), previous.clone(), groups, now_ms());
         sync.note_backlog(&st);
     }
     if let Some(b) = hub.repl.own_backlog.as_mut() {
         let groups: Vec<ChangeGroup> = b.groups().cloned().collect();
-        b.restore(replid.clone(), previous, groups);
+        b.restore(replid.to_string(), previous, groups);
     }
+    let offset = engine.offset();
     if let Some(aof) = hub.persist.aof.as_mut() {
-        if let Err(e) = aof.append_stream(&replid, offset) {
-            tracing::error!(cause = %e, "cannot write the new stream id to the AOF");
+        if let Err(e) = aof.append_stream(replid, offset) {
+            tracing::error!(cause = %e, "cannot write the stream id to the AOF");
         }
     }
+}
+
+/// Starts a new stream id at the current offset, keeping the old one as the secondary
+/// (PSYNC2): after `REPLICAOF NO ONE`, a promotion, or a continue under a new id.
+pub fn switch_stream(engine: &mut Engine, hub: &mut HubState, shared: &Shared, replid: String) {
+    if hub.replid == replid {
+        return;
+    }
+    let previous = Some((hub.replid.clone(), engine.offset()));
+    rekey_stream(engine, hub, shared, &replid, previous);
 }
 
 /// Replaces the whole stream (after a full sync): `replid` from `offset`, nothing before.
@@ -319,24 +325,7 @@ pub fn reset_stream(hub: &mut HubState, shared: &Shared, replid: &str, offset: u
 /// Takes `replid` as this hub's stream id without a new history (a restarted replica
 /// continuing the stream its data was saved from).
 pub fn adopt_replid(engine: &mut Engine, hub: &mut HubState, shared: &Shared, replid: &str) {
-    hub.replid = replid.to_string();
-    hub.persist.previous = None;
-    if let Some(sync) = shared.sync() {
-        let mut st = sync.lock();
-        let groups: Vec<ChangeGroup> = st.hub.backlog().groups().cloned().collect();
-        st.hub.restore_stream(replid.to_string(), None, groups, now_ms());
-        sync.note_backlog(&st);
-    }
-    if let Some(b) = hub.repl.own_backlog.as_mut() {
-        let groups: Vec<ChangeGroup> = b.groups().cloned().collect();
-        b.restore(replid.to_string(), None, groups);
-    }
-    let offset = engine.offset();
-    if let Some(aof) = hub.persist.aof.as_mut() {
-        if let Err(e) = aof.append_stream(replid, offset) {
-            tracing::error!(cause = %e, "cannot write the stream id to the AOF");
-        }
-    }
+    rekey_stream(engine, hub, shared, replid, None);
 }
 
 /// A fresh 40-hex-digit replication id.
